@@ -1,0 +1,50 @@
+/*
+ * Internals shared by the store_*.c files: the handle's layout, the migration list and
+ * small statement helpers. Nothing outside lib/store*.c includes this.
+ */
+#ifndef SLUICE_LIB_STORE_INT_H
+#define SLUICE_LIB_STORE_INT_H
+
+#include <sqlite3.h>
+
+#include "store.h"
+
+struct sl_store {
+    sqlite3 *db;
+    int version;
+    char path[1024];
+};
+
+/* One schema step: the SQL that takes a file from version - 1 to version. */
+struct sl_store_migration {
+    int version;
+    const char *sql;
+};
+
+extern const struct sl_store_migration sl_store_migrations[];
+extern const size_t sl_store_n_migrations;
+
+/* Prepares sql; on failure fills err with SQLite's message. */
+int sl_store_prepare(struct sl_store *st, const char *sql, sqlite3_stmt **out,
+                     struct sl_err *err);
+
+/* Maps a failed sqlite3 call (rc) to an SL_E code and fills err with `what` and SQLite's
+ * message. Returns the SL_E code. */
+int sl_store_fail(struct sl_store *st, int rc, const char *what, struct sl_err *err);
+
+/* Copies column col of the current row into dst (always NUL-terminated, "" for NULL). */
+void sl_store_col_text(sqlite3_stmt *stmt, int col, char *dst, size_t cap);
+
+/* Writes "<prefix><hex of n_bytes random bytes>" into dst. */
+int sl_store_random_id(const char *prefix, size_t n_bytes, char *dst, size_t cap,
+                       struct sl_err *err);
+
+/* Resolves a tenant id or name to its id; SL_ENOTFOUND with a helpful message. */
+int sl_store_tenant_resolve(struct sl_store *st, const char *id_or_name,
+                            char id_out[SL_STORE_ID_MAX], struct sl_err *err);
+
+/* Copies src into a fixed field; SL_EINVAL naming `what` when it does not fit. */
+int sl_store_copy_field(char *dst, size_t cap, const char *src, const char *what,
+                        struct sl_err *err);
+
+#endif
