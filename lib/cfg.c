@@ -41,13 +41,21 @@ static int parse_int(const struct sl_cfg_opt *opt, const char *text, int64_t *ou
         case 'K': mult = 1024; break;
         case 'M': mult = 1024 * 1024; break;
         case 'G': mult = 1024 * 1024 * 1024; break;
-        default:
+        default: mult = 0; break;
+        }
+        if (mult != 0) {
+            end++;
+            /* K, KB and KiB all mean 1024 bytes. */
+            if (toupper((unsigned char)*end) == 'I' && toupper((unsigned char)end[1]) == 'B') {
+                end += 2;
+            }
+            else if (toupper((unsigned char)*end) == 'B') {
+                end++;
+            }
+        }
+        if (mult == 0 || *end != '\0') {
             return sl_err_set(err, SL_EINVAL, "%s: '%s' has an unknown size suffix (use K, M "
                               "or G)", opt->key, text);
-        }
-        end++;
-        if (toupper((unsigned char)*end) == 'B' || toupper((unsigned char)*end) == 'I') {
-            end++;
         }
         if (v > INT64_MAX / mult || v < INT64_MIN / mult) {
             return sl_err_set(err, SL_EINVAL, "%s: '%s' is too large", opt->key, text);
@@ -100,7 +108,7 @@ static int check_enum(const struct sl_cfg_opt *opt, const char *text, struct sl_
         p = bar != NULL ? bar + 1 : NULL;
     }
     return sl_err_set(err, SL_EINVAL, "%s: '%s' is not one of %s", opt->key, text,
-                      opt->choices);
+                      opt->choices != NULL ? opt->choices : "(none)");
 }
 
 static int check_port(const struct sl_cfg_opt *opt, const char *text, const char *port,
@@ -111,7 +119,8 @@ static int check_port(const struct sl_cfg_opt *opt, const char *text, const char
 
     errno = 0;
     v = strtol(port, &end, 10);
-    if (port[0] == '\0' || *end != '\0' || errno != 0 || v < 1 || v > 65535) {
+    if (!isdigit((unsigned char)port[0]) || *end != '\0' || errno != 0 || v < 1 ||
+        v > 65535) {
         return sl_err_set(err, SL_EINVAL, "%s: '%s' has no valid port (1..65535)", opt->key,
                           text);
     }
@@ -127,6 +136,10 @@ static int check_hostport(const struct sl_cfg_opt *opt, const char *text, struct
     }
     if (text[0] == '[' && (colon == text || colon[-1] != ']')) {
         return sl_err_set(err, SL_EINVAL, "%s: '%s' is not [ipv6]:port", opt->key, text);
+    }
+    if (text[0] != '[' && memchr(text, ':', (size_t)(colon - text)) != NULL) {
+        return sl_err_set(err, SL_EINVAL, "%s: '%s' is not host:port (write IPv6 addresses "
+                          "as [addr]:port)", opt->key, text);
     }
     return check_port(opt, text, colon + 1, err);
 }
@@ -146,7 +159,20 @@ static int check_url(const struct sl_cfg_opt *opt, const char *text, struct sl_e
         return sl_err_set(err, SL_EINVAL, "%s: '%s' is not an http:// or https:// URL",
                           opt->key, text);
     }
-    end = host + strcspn(host, ":/?#");
+    if (host[0] == '[') {
+        /* IPv6 literal: the host runs to the closing bracket. */
+        end = strchr(host, ']');
+        if (end == NULL || end == host + 1) {
+            return sl_err_set(err, SL_EINVAL, "%s: '%s' has no host", opt->key, text);
+        }
+        end++;
+        if (*end != '\0' && strchr(":/?#", *end) == NULL) {
+            return sl_err_set(err, SL_EINVAL, "%s: '%s' has no valid host", opt->key, text);
+        }
+    }
+    else {
+        end = host + strcspn(host, ":/?#");
+    }
     if (end == host) {
         return sl_err_set(err, SL_EINVAL, "%s: '%s' has no host", opt->key, text);
     }
@@ -176,14 +202,31 @@ int sl_cfg_parse_value(const struct sl_cfg_opt *opt, const char *text, void *dst
     }
     switch (opt->type) {
     case SL_CFG_INT:
-    case SL_CFG_BYTES:
-        rc = parse_int(opt, text, dst, err);
+    case SL_CFG_BYTES: {
+        int64_t v = 0;
+
+        /* Parsed into a local so a failed .check leaves the field as it was. */
+        rc = parse_int(opt, text, &v, err);
         if (rc == 0 && opt->check != NULL) {
             rc = opt->check(opt->key, text, err);
         }
+        if (rc == 0) {
+            *(int64_t *)dst = v;
+        }
         return rc;
-    case SL_CFG_BOOL:
-        return parse_bool(opt, text, dst, err);
+    }
+    case SL_CFG_BOOL: {
+        bool v = false;
+
+        rc = parse_bool(opt, text, &v, err);
+        if (rc == 0 && opt->check != NULL) {
+            rc = opt->check(opt->key, text, err);
+        }
+        if (rc == 0) {
+            *(bool *)dst = v;
+        }
+        return rc;
+    }
     case SL_CFG_ENUM:
         rc = check_enum(opt, text, err);
         break;
@@ -318,7 +361,8 @@ int sl_cfg_load(const struct sl_cfg_section *secs, size_t n_secs, const char *fi
 
             rc = sl_cfg_parse_value(opt, opt->def, (char *)secs[s].base + opt->offset, err);
             if (rc != 0) {
-                return sl_err_wrap(err, "built-in default");
+                sl_err_wrap(err, "built-in default");
+                return rc;
             }
         }
     }
@@ -342,7 +386,8 @@ int sl_cfg_load(const struct sl_cfg_section *secs, size_t n_secs, const char *fi
         }
         rc = sl_cfg_parse_value(opt, eq + 1, (char *)sec->base + opt->offset, err);
         if (rc != 0) {
-            return sl_err_wrap(err, "environment");
+            sl_err_wrap(err, "environment");
+            return rc;
         }
     }
     return 0;

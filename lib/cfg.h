@@ -25,10 +25,10 @@ enum sl_cfg_type {
     SL_CFG_STRING,   /* char *, any text (may be empty) */
     SL_CFG_INT,      /* int64_t within [min, max] */
     SL_CFG_BOOL,     /* bool: true/false, yes/no, on/off, 1/0 */
-    SL_CFG_BYTES,    /* int64_t bytes within [min, max]; accepts K, M, G suffixes (1024) */
+    SL_CFG_BYTES,    /* int64_t bytes within [min, max]; K, M, G suffixes (also KB, KiB): 1024 */
     SL_CFG_ENUM,     /* char *, one of `choices` ("a|b|c") */
     SL_CFG_URL,      /* char *, http:// or https:// URL with a host */
-    SL_CFG_HOSTPORT, /* char *, "host:port" or ":port", port 1..65535 */
+    SL_CFG_HOSTPORT, /* char *, "host:port", "[ipv6]:port" or ":port", port 1..65535 */
 };
 
 struct sl_cfg_opt {
@@ -41,7 +41,8 @@ struct sl_cfg_opt {
     size_t offset;       /* offset of the field in the section's struct */
     bool is_secret;      /* masked by --print-config */
     const char *desc;    /* one line for --help-config and the README */
-    /* Optional extra check of the text after the type's own; fills err naming the key. */
+    /* Optional extra check of the text after the type's own (every type); fills err naming
+     * the key. The field is left unchanged when it fails. */
     int (*check)(const char *key, const char *text, struct sl_err *err);
 };
 

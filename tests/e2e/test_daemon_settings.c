@@ -1,0 +1,626 @@
+/*
+ * Runs the built daemons (sluice-ingest, sluice-scheduler) and checks how they handle their
+ * settings and command line: bad values stop start-up with exit status 2 and a message
+ * naming the setting (and the file and line), --print-config shows the effective values
+ * with the environment winning over the file and secrets masked, --help and unknown
+ * arguments. Then starts each daemon as a child, waits for its "started" log line and
+ * stops it with SIGTERM.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test.h"
+
+extern char **environ;
+
+/* Generous: sanitizer builds start slowly. */
+#define START_TIMEOUT_MS 15000
+#define STOP_TIMEOUT_MS 15000
+
+struct daemon {
+    const char *bin;       /* binary name under SLUICE_BIN_DIR */
+    const char *addr_key;  /* its HTTP address setting */
+    const char *component; /* the component of its log lines */
+};
+
+static const struct daemon ingest = {"sluice-ingest", "SLUICE_HTTP_ADDR", "ingest"};
+static const struct daemon scheduler = {"sluice-scheduler", "SLUICE_SCHEDULER_HTTP_ADDR",
+                                        "scheduler"};
+
+/* ---- helpers ---- */
+
+static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *xasprintf(const char *fmt, ...)
+{
+    char *s = NULL;
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        TEST_FAIL("vasprintf failed");
+    }
+    return s;
+}
+
+static char *write_file(const char *dir, const char *name, const char *text)
+{
+    char *path = test_path(dir, name);
+    FILE *f = fopen(path, "w");
+
+    ASSERT_TRUE(f != NULL);
+    ASSERT_TRUE(fputs(text, f) >= 0);
+    ASSERT_EQ_INT(fclose(f), 0);
+    return path;
+}
+
+/* Returns "127.0.0.1:PORT" with a port that was free a moment ago (free). */
+static char *free_addr(void)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    char *addr;
+
+    ASSERT_TRUE(fd >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = 0;
+    ASSERT_EQ_INT(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ASSERT_EQ_INT(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    addr = xasprintf("127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    close(fd);
+    return addr;
+}
+
+/* Runs the daemon with args (NULL-terminated, after argv[0]) and extra environment. */
+static void run_daemon(struct test_proc *p, const struct daemon *d, const char *const *args,
+                       char *const *env)
+{
+    char *argv[16];
+    size_t n = 0;
+    char *bin = test_bin(d->bin);
+
+    argv[n++] = bin;
+    for (size_t i = 0; args != NULL && args[i] != NULL; i++) {
+        ASSERT_TRUE(n < sizeof(argv) / sizeof(argv[0]) - 1);
+        argv[n++] = (char *)args[i];
+    }
+    argv[n] = NULL;
+    test_proc_run(p, argv, env, NULL);
+    free(bin);
+}
+
+static void assert_usage_error(const struct test_proc *p, const char *const *parts)
+{
+    if (p->status != 2) {
+        TEST_FAIL("exit status %d, want 2; stderr: %s", p->status, p->err);
+    }
+    for (size_t i = 0; parts[i] != NULL; i++) {
+        ASSERT_CONTAINS(p->err, parts[i]);
+    }
+}
+
+/* ---- bad settings and arguments ---- */
+
+/* why: the rest of the message, naming the bad value. */
+static void check_bad_env(const struct daemon *d, const char *key, const char *value,
+                          const char *why)
+{
+    char *entry = xasprintf("%s=%s", key, value);
+    char *want = xasprintf("%s: error: bad setting: environment: %s: %s", d->bin, key, why);
+    char *env[] = {entry, NULL};
+    const char *parts[] = {want, NULL};
+    struct test_proc p;
+
+    run_daemon(&p, d, NULL, env);
+    assert_usage_error(&p, parts);
+    ASSERT_EQ_STR(p.out, "");
+    test_proc_fini(&p);
+    free(want);
+    free(entry);
+}
+
+static void check_bad_settings(const struct daemon *d)
+{
+    check_bad_env(d, d->addr_key, "nowhere", "'nowhere' is not host:port");
+    check_bad_env(d, d->addr_key, "127.0.0.1:70000", "'127.0.0.1:70000' has no valid port");
+    check_bad_env(d, "SLUICE_LOG_LEVEL", "loud", "unknown log level 'loud'");
+    check_bad_env(d, "SLUICE_LOG_LEVEL", "info,ch=chatty",
+                  "unknown log level 'chatty' for component 'ch'");
+}
+
+static void test_ingest_bad_env_exits_2(void)
+{
+    check_bad_settings(&ingest);
+}
+
+static void test_scheduler_bad_env_exits_2(void)
+{
+    check_bad_settings(&scheduler);
+}
+
+static void check_bad_config_file(const struct daemon *d)
+{
+    char *dir = test_tmpdir();
+    char *unknown = write_file(dir, "unknown.conf", "# settings\nSLUICE_NO_SUCH_SETTING=1\n");
+    char *badval = xasprintf("SLUICE_LOG_LEVEL=info\n\n%s=localhost:0\n", d->addr_key);
+    char *bad = write_file(dir, "bad.conf", badval);
+    char *noeq = write_file(dir, "noeq.conf", "SLUICE_LOG_LEVEL info\n");
+    char *missing = test_path(dir, "missing.conf");
+    char *want_unknown = xasprintf("%s line 2: unknown setting SLUICE_NO_SUCH_SETTING", unknown);
+    char *want_bad = xasprintf("%s line 3: %s: 'localhost:0' has no valid port", bad,
+                               d->addr_key);
+    char *want_noeq = xasprintf("%s line 1: expected KEY=VALUE", noeq);
+    char *want_missing = xasprintf("%s: cannot open", missing);
+    const char *args_unknown[] = {"--config", unknown, NULL};
+    const char *args_bad[] = {"--config", bad, NULL};
+    const char *args_noeq[] = {"--print-config", "--config", noeq, NULL};
+    const char *args_missing[] = {"--config", missing, NULL};
+    const char *parts_unknown[] = {"bad setting", want_unknown, NULL};
+    const char *parts_bad[] = {want_bad, NULL};
+    const char *parts_noeq[] = {want_noeq, NULL};
+    const char *parts_missing[] = {want_missing, NULL};
+    struct test_proc p;
+
+    run_daemon(&p, d, args_unknown, NULL);
+    assert_usage_error(&p, parts_unknown);
+    test_proc_fini(&p);
+    run_daemon(&p, d, args_bad, NULL);
+    assert_usage_error(&p, parts_bad);
+    test_proc_fini(&p);
+    run_daemon(&p, d, args_noeq, NULL);
+    assert_usage_error(&p, parts_noeq);
+    ASSERT_EQ_STR(p.out, ""); /* nothing printed when the settings are bad */
+    test_proc_fini(&p);
+    run_daemon(&p, d, args_missing, NULL);
+    assert_usage_error(&p, parts_missing);
+    test_proc_fini(&p);
+
+    free(want_missing);
+    free(want_noeq);
+    free(want_bad);
+    free(want_unknown);
+    free(missing);
+    free(noeq);
+    free(bad);
+    free(badval);
+    free(unknown);
+    test_rmtree(dir);
+    free(dir);
+}
+
+static void test_ingest_bad_config_file_exits_2(void)
+{
+    check_bad_config_file(&ingest);
+}
+
+static void test_scheduler_bad_config_file_exits_2(void)
+{
+    check_bad_config_file(&scheduler);
+}
+
+static void check_arguments(const struct daemon *d)
+{
+    const char *help[] = {"--help", NULL};
+    const char *unknown[] = {"--bogus", NULL};
+    const char *stray[] = {"run", NULL};
+    const char *no_file[] = {"--config", NULL};
+    const char *parts_unknown[] = {"unknown argument '--bogus'", NULL};
+    const char *parts_stray[] = {"unknown argument 'run'", NULL};
+    const char *parts_no_file[] = {"--config needs a file name", NULL};
+    char *usage = xasprintf("usage: %s", d->bin);
+    struct test_proc p;
+
+    run_daemon(&p, d, help, NULL);
+    ASSERT_EQ_INT(p.status, 0);
+    ASSERT_CONTAINS(p.out, usage);
+    ASSERT_CONTAINS(p.out, "--config FILE");
+    ASSERT_EQ_STR(p.err, "");
+    test_proc_fini(&p);
+
+    run_daemon(&p, d, unknown, NULL);
+    assert_usage_error(&p, parts_unknown);
+    test_proc_fini(&p);
+    run_daemon(&p, d, stray, NULL);
+    assert_usage_error(&p, parts_stray);
+    test_proc_fini(&p);
+    run_daemon(&p, d, no_file, NULL);
+    assert_usage_error(&p, parts_no_file);
+    test_proc_fini(&p);
+    free(usage);
+}
+
+static void test_ingest_arguments(void)
+{
+    check_arguments(&ingest);
+}
+
+static void test_scheduler_arguments(void)
+{
+    check_arguments(&scheduler);
+}
+
+/* ---- --print-config ---- */
+
+/* Whether the daemon's settings include key (asks --help-config). */
+static bool daemon_knows(const struct daemon *d, const char *key)
+{
+    const char *args[] = {"--help-config", NULL};
+    char *want = xasprintf("`%s`", key);
+    struct test_proc p;
+    bool knows;
+
+    run_daemon(&p, d, args, NULL);
+    ASSERT_EQ_INT(p.status, 0);
+    ASSERT_CONTAINS(p.out, "| setting | default | description |");
+    knows = strstr(p.out, want) != NULL;
+    test_proc_fini(&p);
+    free(want);
+    return knows;
+}
+
+static void check_print_config(const struct daemon *d)
+{
+    char *dir = test_tmpdir();
+    char *file_text = xasprintf("%s=127.0.0.1:1111\nSLUICE_LOG_LEVEL=warn\n", d->addr_key);
+    char *conf = write_file(dir, "print.conf", file_text);
+    char *env_addr = xasprintf("%s=127.0.0.1:2222", d->addr_key);
+    char *want_addr = xasprintf("\n%s=127.0.0.1:2222\n", d->addr_key);
+    char *env[] = {env_addr, "SLUICE_CLICKHOUSE_PASSWORD=s3cret-pw", NULL};
+    const char *args[] = {"--config", conf, "--print-config", NULL};
+    const char *args_env_only[] = {"--print-config", NULL};
+    struct test_proc p;
+
+    run_daemon(&p, d, args, env);
+    if (p.status != 0) {
+        TEST_FAIL("exit status %d; stderr: %s", p.status, p.err);
+    }
+    ASSERT_CONTAINS(p.out, want_addr);                /* environment over file */
+    ASSERT_CONTAINS(p.out, "\nSLUICE_LOG_LEVEL=warn\n"); /* file over default */
+    ASSERT_NOT_CONTAINS(p.out, "1111");
+    ASSERT_NOT_CONTAINS(p.out, "s3cret-pw");
+    if (daemon_knows(d, "SLUICE_CLICKHOUSE_PASSWORD")) {
+        ASSERT_CONTAINS(p.out, "\nSLUICE_CLICKHOUSE_PASSWORD=****\n");
+    }
+    else {
+        fprintf(stderr, "note: %s has no SLUICE_CLICKHOUSE_PASSWORD yet; masking is covered "
+                        "by test_cfg\n", d->bin);
+    }
+    /* The daemon neither logs nor starts: stderr stays empty. */
+    ASSERT_EQ_STR(p.err, "");
+    test_proc_fini(&p);
+
+    /* Without a file: defaults, with the environment on top. */
+    run_daemon(&p, d, args_env_only, env);
+    ASSERT_EQ_INT(p.status, 0);
+    ASSERT_CONTAINS(p.out, want_addr);
+    ASSERT_CONTAINS(p.out, "\nSLUICE_LOG_LEVEL=info\n");
+    test_proc_fini(&p);
+
+    free(want_addr);
+    free(env_addr);
+    free(conf);
+    free(file_text);
+    test_rmtree(dir);
+    free(dir);
+}
+
+static void test_ingest_print_config(void)
+{
+    check_print_config(&ingest);
+}
+
+static void test_scheduler_print_config(void)
+{
+    check_print_config(&scheduler);
+}
+
+/* ---- a running daemon ---- */
+
+struct child {
+    pid_t pid;
+    int err_fd;   /* read end of the child's stderr; -1 after EOF */
+    char *log;    /* everything read from stderr, NUL-terminated */
+    size_t len;
+    size_t cap;
+    int status;   /* exit status once reaped, 128+signal when killed */
+    bool is_reaped;
+};
+
+static long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/*
+ * Starts bin in dir with the current environment minus every SLUICE_* entry, plus env.
+ * stdin and stdout are /dev/null; stderr is read through a pipe.
+ */
+static void child_start(struct child *c, const char *bin, const char *dir, char *const *env)
+{
+    char *argv[] = {(char *)bin, NULL};
+    char **envp;
+    size_t n_env = 0;
+    size_t n = 0;
+    int fds[2];
+
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; environ[i] != NULL; i++) {
+        n_env++;
+    }
+    for (size_t i = 0; env[i] != NULL; i++) {
+        n_env++;
+    }
+    envp = calloc(n_env + 1, sizeof(envp[0]));
+    ASSERT_TRUE(envp != NULL);
+    for (size_t i = 0; environ[i] != NULL; i++) {
+        if (strncmp(environ[i], "SLUICE_", 7) != 0) {
+            envp[n++] = environ[i];
+        }
+    }
+    for (size_t i = 0; env[i] != NULL; i++) {
+        envp[n++] = env[i];
+    }
+    envp[n] = NULL;
+
+    c->cap = 4096;
+    c->log = malloc(c->cap);
+    ASSERT_TRUE(c->log != NULL);
+    c->log[0] = '\0';
+    ASSERT_EQ_INT(pipe2(fds, O_CLOEXEC), 0);
+    c->pid = fork();
+    ASSERT_TRUE(c->pid >= 0);
+    if (c->pid == 0) {
+        int null_fd = open("/dev/null", O_RDWR);
+
+        if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 ||
+            dup2(fds[1], 2) < 0 || chdir(dir) != 0) {
+            _exit(126);
+        }
+        execve(bin, argv, envp);
+        _exit(127);
+    }
+    close(fds[1]);
+    free(envp);
+    c->err_fd = fds[0];
+}
+
+/* Reads what the child wrote, waiting at most until deadline; returns false at EOF. */
+static bool child_read(struct child *c, long deadline_ms)
+{
+    struct pollfd pfd = {.fd = c->err_fd, .events = POLLIN};
+    long left = deadline_ms - now_ms();
+    ssize_t n;
+
+    if (c->err_fd < 0) {
+        return false;
+    }
+    if (poll(&pfd, 1, left > 0 ? (int)left : 0) <= 0) {
+        return true;
+    }
+    if (c->len + 1024 + 1 > c->cap) {
+        c->cap *= 2;
+        c->log = realloc(c->log, c->cap);
+        ASSERT_TRUE(c->log != NULL);
+    }
+    n = read(c->err_fd, c->log + c->len, c->cap - c->len - 1);
+    if (n < 0 && errno == EINTR) {
+        return true;
+    }
+    if (n <= 0) {
+        close(c->err_fd);
+        c->err_fd = -1;
+        return false;
+    }
+    c->len += (size_t)n;
+    c->log[c->len] = '\0';
+    return true;
+}
+
+/*
+ * Whether the log holds a JSON line of component at level info whose message contains
+ * every one of words (NULL-terminated). Lines that are not JSON fail the test: the daemons
+ * log only JSON lines on stderr.
+ */
+static bool log_has(const struct child *c, const char *component, const char *const *words)
+{
+    const char *line = c->log;
+    bool found = false;
+
+    while (!found && *line != '\0') {
+        const char *nl = strchr(line, '\n');
+        json_t *obj;
+        json_error_t jerr;
+        const char *msg;
+        const char *comp;
+        const char *level;
+
+        if (nl == NULL) {
+            break; /* an unfinished line; wait for the rest */
+        }
+        obj = json_loadb(line, (size_t)(nl - line), 0, &jerr);
+        if (obj == NULL) {
+            TEST_FAIL("stderr line is not JSON (%s): %.*s", jerr.text, (int)(nl - line), line);
+        }
+        msg = json_string_value(json_object_get(obj, "msg"));
+        comp = json_string_value(json_object_get(obj, "component"));
+        level = json_string_value(json_object_get(obj, "level"));
+        found = msg != NULL && comp != NULL && level != NULL && strcmp(comp, component) == 0 &&
+                strcmp(level, "info") == 0;
+        for (size_t i = 0; found && words[i] != NULL; i++) {
+            found = strstr(msg, words[i]) != NULL;
+        }
+        json_decref(obj);
+        line = nl + 1;
+    }
+    return found;
+}
+
+/* Reads until the log has the line (true) or the deadline passes or stderr closes. */
+static bool child_wait_log(struct child *c, const char *component, const char *const *words,
+                           int timeout_ms)
+{
+    long deadline = now_ms() + timeout_ms;
+
+    while (!log_has(c, component, words)) {
+        if (!child_read(c, deadline) || now_ms() >= deadline) {
+            return log_has(c, component, words);
+        }
+    }
+    return true;
+}
+
+/* Reaps the child within timeout_ms; kills it and fails the test otherwise. */
+static void child_wait_exit(struct child *c, int timeout_ms)
+{
+    long deadline = now_ms() + timeout_ms;
+    int status = 0;
+
+    for (;;) {
+        pid_t r = waitpid(c->pid, &status, WNOHANG);
+
+        if (r == c->pid) {
+            break;
+        }
+        ASSERT_TRUE(r == 0 || (r < 0 && errno == EINTR));
+        if (now_ms() >= deadline) {
+            kill(c->pid, SIGKILL);
+            waitpid(c->pid, &status, 0);
+            TEST_FAIL("pid %d did not exit within %d ms; stderr:\n%s", (int)c->pid,
+                      timeout_ms, c->log);
+        }
+        /* Drain stderr meanwhile (the child must never block on a full pipe); once it is
+         * closed, poll with no descriptor waits a short while before checking again. */
+        if (c->err_fd >= 0) {
+            child_read(c, now_ms() + 20 < deadline ? now_ms() + 20 : deadline);
+        }
+        else {
+            poll(NULL, 0, 20);
+        }
+    }
+    /* Whatever is still buffered in the pipe. */
+    while (child_read(c, now_ms())) {
+    }
+    c->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    c->is_reaped = true;
+}
+
+static void child_fini(struct child *c)
+{
+    if (!c->is_reaped && c->pid > 0) {
+        kill(c->pid, SIGKILL);
+        waitpid(c->pid, NULL, 0);
+    }
+    if (c->err_fd >= 0) {
+        close(c->err_fd);
+    }
+    free(c->log);
+}
+
+static void check_start_and_sigterm(const struct daemon *d)
+{
+    char *dir = test_tmpdir();
+    char *bin = test_bin(d->bin);
+    char *addr = free_addr();
+    char *env_addr = xasprintf("%s=%s", d->addr_key, addr);
+    char *env_db = xasprintf("SLUICE_DB=%s/sluice.db", dir);
+    char *env_spool = xasprintf("SLUICE_SPOOL_DIR=%s/spool", dir);
+    char *env[] = {env_addr, env_db, env_spool, "SLUICE_LOG_LEVEL=info", NULL};
+    char *want_addr = xasprintf("http %s", addr);
+    const char *started[] = {d->bin, "started", want_addr, NULL};
+    const char *received[] = {"SIGTERM", NULL};
+    const char *stopped[] = {"stopped", NULL};
+    struct child c;
+
+    child_start(&c, bin, dir, env);
+    if (!child_wait_log(&c, d->component, started, START_TIMEOUT_MS)) {
+        TEST_FAIL("%s logged no \"started\" line within %d ms; stderr:\n%s", d->bin,
+                  START_TIMEOUT_MS, c.log);
+    }
+    ASSERT_EQ_INT(kill(c.pid, SIGTERM), 0);
+    child_wait_exit(&c, STOP_TIMEOUT_MS);
+    if (c.status != 0) {
+        TEST_FAIL("%s exited with %d after SIGTERM; stderr:\n%s", d->bin, c.status, c.log);
+    }
+    if (!log_has(&c, d->component, received) || !log_has(&c, d->component, stopped)) {
+        TEST_FAIL("%s did not log the SIGTERM and \"stopped\"; stderr:\n%s", d->bin, c.log);
+    }
+    child_fini(&c);
+    free(want_addr);
+    free(env_spool);
+    free(env_db);
+    free(env_addr);
+    free(addr);
+    free(bin);
+    test_rmtree(dir);
+    free(dir);
+}
+
+static void test_ingest_starts_and_stops_on_sigterm(void)
+{
+    check_start_and_sigterm(&ingest);
+}
+
+static void test_scheduler_starts_and_stops_on_sigterm(void)
+{
+    check_start_and_sigterm(&scheduler);
+}
+
+/* Leaves only the runner's own SLUICE_* variables, so a developer's shell cannot leak
+ * settings into the daemons run through test_proc_run. */
+static void scrub_environment(void)
+{
+    for (size_t i = 0; environ[i] != NULL;) {
+        const char *e = environ[i];
+        const char *eq = strchr(e, '=');
+        char name[256];
+
+        if (strncmp(e, "SLUICE_", 7) != 0 || eq == NULL || (size_t)(eq - e) >= sizeof(name) ||
+            strncmp(e, "SLUICE_BIN_DIR=", 15) == 0 || strncmp(e, "SLUICE_SOURCE_DIR=", 18) == 0 ||
+            strncmp(e, "SLUICE_TEST_", 12) == 0) {
+            i++;
+            continue;
+        }
+        memcpy(name, e, (size_t)(eq - e));
+        name[eq - e] = '\0';
+        unsetenv(name); /* environ shifts down: look at index i again */
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct test_case cases[] = {
+        TEST_CASE(test_ingest_bad_env_exits_2),
+        TEST_CASE(test_scheduler_bad_env_exits_2),
+        TEST_CASE(test_ingest_bad_config_file_exits_2),
+        TEST_CASE(test_scheduler_bad_config_file_exits_2),
+        TEST_CASE(test_ingest_arguments),
+        TEST_CASE(test_scheduler_arguments),
+        TEST_CASE(test_ingest_print_config),
+        TEST_CASE(test_scheduler_print_config),
+        TEST_CASE(test_ingest_starts_and_stops_on_sigterm),
+        TEST_CASE(test_scheduler_starts_and_stops_on_sigterm),
+        {NULL, NULL},
+    };
+
+    scrub_environment();
+    return test_main(argc, argv, cases);
+}
