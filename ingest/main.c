@@ -8,8 +8,10 @@
 #include <uv.h>
 
 #include "cfg.h"
+#include "ch.h"
 #include "log.h"
 #include "settings.h"
+#include "store.h"
 
 #define COMPONENT "ingest"
 
@@ -39,9 +41,13 @@ static void on_signal(uv_signal_t *handle, int signum)
 int main(int argc, char **argv)
 {
     struct sl_log_settings log_settings = {0};
+    struct sl_store_settings store_settings = {0};
+    struct sl_ch_settings ch_settings = {0};
     struct ingest_settings settings = {0};
     struct sl_cfg_section secs[] = {
         SL_CFG_SECTION("log", sl_log_cfg_opts, sl_log_cfg_n_opts, &log_settings),
+        SL_CFG_SECTION("store", sl_store_cfg_opts, sl_store_cfg_n_opts, &store_settings),
+        SL_CFG_SECTION("clickhouse", sl_ch_cfg_opts, sl_ch_cfg_n_opts, &ch_settings),
         SL_CFG_SECTION("ingest", ingest_settings_opts, ingest_settings_n_opts, &settings),
     };
     const size_t n_secs = sizeof(secs) / sizeof(secs[0]);
