@@ -1,15 +1,25 @@
 /*
- * sluice-ingest: reads its settings, logs, and runs its libuv loop until SIGTERM or
- * SIGINT. The HTTP edge and the loader attach to this loop.
+ * sluice-ingest: reads its settings, opens the tenant store, the queue (spool, and Kafka
+ * when brokers are set) and the HTTP edge, then runs a libuv loop for signals. SIGTERM or
+ * SIGINT stops it gracefully: no new connections, requests in progress finish, Kafka gets
+ * up to SLUICE_SHUTDOWN_TIMEOUT_MS to acknowledge, what it did not goes to the spool.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <uv.h>
 
+#include "alloc.h"
+#include "auth.h"
 #include "cfg.h"
 #include "ch.h"
+#include "edge.h"
+#include "event.h"
+#include "http.h"
 #include "log.h"
+#include "metrics.h"
+#include "producer.h"
+#include "queue.h"
 #include "settings.h"
 #include "store.h"
 
@@ -18,8 +28,10 @@
 static const char usage[] =
     "usage: sluice-ingest [--config FILE] [--print-config] [--help-config] [--version]\n"
     "\n"
-    "Runs the HTTP edge and the loader. Settings come from SLUICE_* environment variables\n"
-    "or KEY=VALUE lines in --config FILE (the environment wins); --help-config lists them.\n";
+    "Runs the HTTP edge (POST /ingest, /health, /stats, /metrics) and queues events in\n"
+    "Kafka (SLUICE_KAFKA_BROKERS) or, without brokers, in the local disk spool. Settings\n"
+    "come from SLUICE_* environment variables or KEY=VALUE lines in --config FILE (the\n"
+    "environment wins); --help-config lists them.\n";
 
 struct app {
     uv_loop_t loop;
@@ -44,13 +56,30 @@ int main(int argc, char **argv)
     struct sl_store_settings store_settings = {0};
     struct sl_ch_settings ch_settings = {0};
     struct ingest_settings settings = {0};
+    struct ingest_http_settings http_settings = {0};
+    struct ingest_auth_settings auth_settings = {0};
+    struct ingest_event_limits limits = ingest_event_limits_default();
+    struct ingest_producer_settings producer_settings = {0};
+    struct ingest_queue_settings queue_settings = {0};
     struct sl_cfg_section secs[] = {
         SL_CFG_SECTION("log", sl_log_cfg_opts, sl_log_cfg_n_opts, &log_settings),
         SL_CFG_SECTION("store", sl_store_cfg_opts, sl_store_cfg_n_opts, &store_settings),
         SL_CFG_SECTION("clickhouse", sl_ch_cfg_opts, sl_ch_cfg_n_opts, &ch_settings),
         SL_CFG_SECTION("ingest", ingest_settings_opts, ingest_settings_n_opts, &settings),
+        SL_CFG_SECTION("http", ingest_http_cfg_opts, ingest_http_cfg_n_opts, &http_settings),
+        SL_CFG_SECTION("auth", ingest_auth_cfg_opts, ingest_auth_cfg_n_opts, &auth_settings),
+        SL_CFG_SECTION("events", ingest_event_cfg_opts, ingest_event_cfg_n_opts, &limits),
+        SL_CFG_SECTION("kafka", ingest_producer_cfg_opts, ingest_producer_cfg_n_opts,
+                       &producer_settings),
+        SL_CFG_SECTION("queue", ingest_queue_cfg_opts, ingest_queue_cfg_n_opts, &queue_settings),
     };
     const size_t n_secs = sizeof(secs) / sizeof(secs[0]);
+    struct sl_metrics *metrics = NULL;
+    struct ingest_auth *auth = NULL;
+    struct ingest_queue *queue = NULL;
+    struct ingest_edge *edge = NULL;
+    struct ingest_edge_parts parts;
+    struct sl_err err;
     struct app app;
     int status;
 
@@ -60,7 +89,32 @@ int main(int argc, char **argv)
         return status;
     }
     sl_log_configure(log_settings.level, NULL);
+    sl_alloc_init_jansson();
     signal(SIGPIPE, SIG_IGN);
+    sl_err_clear(&err);
+    status = 1;
+
+    if (sl_metrics_create(&metrics) != 0) {
+        sl_log_error(COMPONENT, "out of memory creating metrics");
+        goto done;
+    }
+    if (ingest_auth_create(&auth, store_settings.path, store_settings.busy_timeout_ms,
+                           &auth_settings, &err) != 0) {
+        sl_log_error(COMPONENT, "cannot open the tenant store: %s", err.msg);
+        goto done;
+    }
+    if (ingest_queue_create(&queue, settings.kafka_brokers, &producer_settings,
+                            settings.spool_dir, &queue_settings, metrics, &err) != 0) {
+        sl_log_error(COMPONENT, "cannot open the queue: %s", err.msg);
+        goto done;
+    }
+    parts = (struct ingest_edge_parts){.http = &http_settings, .limits = &limits,
+                                       .producer = &producer_settings, .auth = auth,
+                                       .queue = queue, .metrics = metrics};
+    if (ingest_edge_start(&edge, &parts, &err) != 0) {
+        sl_log_error(COMPONENT, "cannot start the HTTP edge: %s", err.msg);
+        goto done;
+    }
 
     uv_loop_init(&app.loop);
     uv_signal_init(&app.loop, &app.sigterm);
@@ -69,13 +123,25 @@ int main(int argc, char **argv)
     app.sigint.data = &app;
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
-
-    sl_log_info(COMPONENT, "sluice-ingest %s started (http %s, queue %s)", SLUICE_VERSION,
-                settings.http_addr,
+    sl_log_info(COMPONENT, "sluice-ingest %s started (http %s, port %d, queue %s)",
+                SLUICE_VERSION, http_settings.addr, ingest_edge_port(edge),
                 settings.kafka_brokers[0] != '\0' ? settings.kafka_brokers : "embedded spool");
     uv_run(&app.loop, UV_RUN_DEFAULT);
-    status = uv_loop_close(&app.loop) == 0 ? 0 : 1;
+    uv_loop_close(&app.loop);
+
+    ingest_edge_drain(edge, (int)settings.shutdown_ms);
+    ingest_queue_destroy(queue, (int)settings.shutdown_ms);
+    queue = NULL;
+    ingest_edge_stop(edge, 2000);
+    edge = NULL;
+    status = 0;
     sl_log_info(COMPONENT, "sluice-ingest stopped");
+
+done:
+    ingest_edge_stop(edge, 0);
+    ingest_queue_destroy(queue, 0);
+    ingest_auth_destroy(auth);
+    sl_metrics_destroy(metrics);
     sl_cfg_fini(secs, n_secs);
     return status;
 }

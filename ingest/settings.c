@@ -2,9 +2,6 @@
 #include "settings.h"
 
 const struct sl_cfg_opt ingest_settings_opts[] = {
-    {.key = "SLUICE_HTTP_ADDR", .type = SL_CFG_HOSTPORT, .def = "0.0.0.0:8080",
-     .offset = offsetof(struct ingest_settings, http_addr),
-     .desc = "Address the HTTP edge listens on (host:port)."},
     {.key = "SLUICE_KAFKA_BROKERS", .type = SL_CFG_STRING, .def = "",
      .offset = offsetof(struct ingest_settings, kafka_brokers),
      .desc = "Kafka/Redpanda bootstrap brokers (host:port,...). Empty: the disk spool is "
@@ -18,5 +15,9 @@ const struct sl_cfg_opt ingest_settings_opts[] = {
     {.key = "SLUICE_UA_REGEXES", .type = SL_CFG_STRING, .def = "",
      .offset = offsetof(struct ingest_settings, ua_regexes),
      .desc = "uap-core regexes.yaml for user-agent parsing; empty: off."},
+    {.key = "SLUICE_SHUTDOWN_TIMEOUT_MS", .type = SL_CFG_INT, .def = "10000", .min = 0,
+     .max = 600000, .offset = offsetof(struct ingest_settings, shutdown_ms),
+     .desc = "On SIGTERM: how long to let requests finish and Kafka acknowledge before what "
+             "is left goes to the spool."},
 };
 const size_t ingest_settings_n_opts = sizeof(ingest_settings_opts) / sizeof(ingest_settings_opts[0]);

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "test.h"
 
 extern char **environ;
@@ -332,209 +333,6 @@ static void test_scheduler_print_config(void)
 
 /* ---- a running daemon ---- */
 
-struct child {
-    pid_t pid;
-    int err_fd;   /* read end of the child's stderr; -1 after EOF */
-    char *log;    /* everything read from stderr, NUL-terminated */
-    size_t len;
-    size_t cap;
-    int status;   /* exit status once reaped, 128+signal when killed */
-    bool is_reaped;
-};
-
-static long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/*
- * Starts bin in dir with the current environment minus every SLUICE_* entry, plus env.
- * stdin and stdout are /dev/null; stderr is read through a pipe.
- */
-static void child_start(struct child *c, const char *bin, const char *dir, char *const *env)
-{
-    char *argv[] = {(char *)bin, NULL};
-    char **envp;
-    size_t n_env = 0;
-    size_t n = 0;
-    int fds[2];
-
-    memset(c, 0, sizeof(*c));
-    for (size_t i = 0; environ[i] != NULL; i++) {
-        n_env++;
-    }
-    for (size_t i = 0; env[i] != NULL; i++) {
-        n_env++;
-    }
-    envp = calloc(n_env + 1, sizeof(envp[0]));
-    ASSERT_TRUE(envp != NULL);
-    for (size_t i = 0; environ[i] != NULL; i++) {
-        if (strncmp(environ[i], "SLUICE_", 7) != 0) {
-            envp[n++] = environ[i];
-        }
-    }
-    for (size_t i = 0; env[i] != NULL; i++) {
-        envp[n++] = env[i];
-    }
-    envp[n] = NULL;
-
-    c->cap = 4096;
-    c->log = malloc(c->cap);
-    ASSERT_TRUE(c->log != NULL);
-    c->log[0] = '\0';
-    ASSERT_EQ_INT(pipe2(fds, O_CLOEXEC), 0);
-    c->pid = fork();
-    ASSERT_TRUE(c->pid >= 0);
-    if (c->pid == 0) {
-        int null_fd = open("/dev/null", O_RDWR);
-
-        if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 ||
-            dup2(fds[1], 2) < 0 || chdir(dir) != 0) {
-            _exit(126);
-        }
-        execve(bin, argv, envp);
-        _exit(127);
-    }
-    close(fds[1]);
-    free(envp);
-    c->err_fd = fds[0];
-}
-
-/* Reads what the child wrote, waiting at most until deadline; returns false at EOF. */
-static bool child_read(struct child *c, long deadline_ms)
-{
-    struct pollfd pfd = {.fd = c->err_fd, .events = POLLIN};
-    long left = deadline_ms - now_ms();
-    ssize_t n;
-
-    if (c->err_fd < 0) {
-        return false;
-    }
-    if (poll(&pfd, 1, left > 0 ? (int)left : 0) <= 0) {
-        return true;
-    }
-    if (c->len + 1024 + 1 > c->cap) {
-        c->cap *= 2;
-        c->log = realloc(c->log, c->cap);
-        ASSERT_TRUE(c->log != NULL);
-    }
-    n = read(c->err_fd, c->log + c->len, c->cap - c->len - 1);
-    if (n < 0 && errno == EINTR) {
-        return true;
-    }
-    if (n <= 0) {
-        close(c->err_fd);
-        c->err_fd = -1;
-        return false;
-    }
-    c->len += (size_t)n;
-    c->log[c->len] = '\0';
-    return true;
-}
-
-/*
- * Whether the log holds a JSON line of component at level info whose message contains
- * every one of words (NULL-terminated). Lines that are not JSON fail the test: the daemons
- * log only JSON lines on stderr.
- */
-static bool log_has(const struct child *c, const char *component, const char *const *words)
-{
-    const char *line = c->log;
-    bool found = false;
-
-    while (!found && *line != '\0') {
-        const char *nl = strchr(line, '\n');
-        json_t *obj;
-        json_error_t jerr;
-        const char *msg;
-        const char *comp;
-        const char *level;
-
-        if (nl == NULL) {
-            break; /* an unfinished line; wait for the rest */
-        }
-        obj = json_loadb(line, (size_t)(nl - line), 0, &jerr);
-        if (obj == NULL) {
-            TEST_FAIL("stderr line is not JSON (%s): %.*s", jerr.text, (int)(nl - line), line);
-        }
-        msg = json_string_value(json_object_get(obj, "msg"));
-        comp = json_string_value(json_object_get(obj, "component"));
-        level = json_string_value(json_object_get(obj, "level"));
-        found = msg != NULL && comp != NULL && level != NULL && strcmp(comp, component) == 0 &&
-                strcmp(level, "info") == 0;
-        for (size_t i = 0; found && words[i] != NULL; i++) {
-            found = strstr(msg, words[i]) != NULL;
-        }
-        json_decref(obj);
-        line = nl + 1;
-    }
-    return found;
-}
-
-/* Reads until the log has the line (true) or the deadline passes or stderr closes. */
-static bool child_wait_log(struct child *c, const char *component, const char *const *words,
-                           int timeout_ms)
-{
-    long deadline = now_ms() + timeout_ms;
-
-    while (!log_has(c, component, words)) {
-        if (!child_read(c, deadline) || now_ms() >= deadline) {
-            return log_has(c, component, words);
-        }
-    }
-    return true;
-}
-
-/* Reaps the child within timeout_ms; kills it and fails the test otherwise. */
-static void child_wait_exit(struct child *c, int timeout_ms)
-{
-    long deadline = now_ms() + timeout_ms;
-    int status = 0;
-
-    for (;;) {
-        pid_t r = waitpid(c->pid, &status, WNOHANG);
-
-        if (r == c->pid) {
-            break;
-        }
-        ASSERT_TRUE(r == 0 || (r < 0 && errno == EINTR));
-        if (now_ms() >= deadline) {
-            kill(c->pid, SIGKILL);
-            waitpid(c->pid, &status, 0);
-            TEST_FAIL("pid %d did not exit within %d ms; stderr:\n%s", (int)c->pid,
-                      timeout_ms, c->log);
-        }
-        /* Drain stderr meanwhile (the child must never block on a full pipe); once it is
-         * closed, poll with no descriptor waits a short while before checking again. */
-        if (c->err_fd >= 0) {
-            child_read(c, now_ms() + 20 < deadline ? now_ms() + 20 : deadline);
-        }
-        else {
-            poll(NULL, 0, 20);
-        }
-    }
-    /* Whatever is still buffered in the pipe. */
-    while (child_read(c, now_ms())) {
-    }
-    c->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    c->is_reaped = true;
-}
-
-static void child_fini(struct child *c)
-{
-    if (!c->is_reaped && c->pid > 0) {
-        kill(c->pid, SIGKILL);
-        waitpid(c->pid, NULL, 0);
-    }
-    if (c->err_fd >= 0) {
-        close(c->err_fd);
-    }
-    free(c->log);
-}
-
 static void check_start_and_sigterm(const struct daemon *d)
 {
     char *dir = test_tmpdir();
@@ -548,22 +346,19 @@ static void check_start_and_sigterm(const struct daemon *d)
     const char *started[] = {d->bin, "started", want_addr, NULL};
     const char *received[] = {"SIGTERM", NULL};
     const char *stopped[] = {"stopped", NULL};
-    struct child c;
+    struct test_daemon c;
 
-    child_start(&c, bin, dir, env);
-    if (!child_wait_log(&c, d->component, started, START_TIMEOUT_MS)) {
-        TEST_FAIL("%s logged no \"started\" line within %d ms; stderr:\n%s", d->bin,
+    test_daemon_start(&c, bin, NULL, dir, env);
+    if (!test_daemon_wait_log(&c, d->component, started, START_TIMEOUT_MS)) {
+        TEST_FAIL("%s logged no \"started\" line within %d ms; log:\n%s", d->bin,
                   START_TIMEOUT_MS, c.log);
     }
-    ASSERT_EQ_INT(kill(c.pid, SIGTERM), 0);
-    child_wait_exit(&c, STOP_TIMEOUT_MS);
-    if (c.status != 0) {
-        TEST_FAIL("%s exited with %d after SIGTERM; stderr:\n%s", d->bin, c.status, c.log);
+    test_daemon_stop(&c, STOP_TIMEOUT_MS);
+    if (!test_daemon_log_has(&c, d->component, received) ||
+        !test_daemon_log_has(&c, d->component, stopped)) {
+        TEST_FAIL("%s did not log the SIGTERM and \"stopped\"; log:\n%s", d->bin, c.log);
     }
-    if (!log_has(&c, d->component, received) || !log_has(&c, d->component, stopped)) {
-        TEST_FAIL("%s did not log the SIGTERM and \"stopped\"; stderr:\n%s", d->bin, c.log);
-    }
-    child_fini(&c);
+    test_daemon_fini(&c);
     free(want_addr);
     free(env_spool);
     free(env_db);

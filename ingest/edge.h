@@ -1,0 +1,51 @@
+/*
+ * The HTTP edge: POST /ingest (auth, content checks, decoding, validation, rate limits,
+ * durable submit, and an answer only once the events are durable), CORS preflight, and
+ * GET /health, /health/live, /health/ready, /stats, /metrics. It wires the modules of this
+ * folder together; each keeps its own job (http.c serves, auth.c checks keys, event.c
+ * validates, ratelimit.c meters, queue.c makes events durable).
+ */
+#ifndef SLUICE_INGEST_EDGE_H
+#define SLUICE_INGEST_EDGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "auth.h"
+#include "err.h"
+#include "event.h"
+#include "http.h"
+#include "metrics.h"
+#include "queue.h"
+
+struct ingest_edge;
+
+/* What the edge is built from; every pointer is kept and must outlive the edge. */
+struct ingest_edge_parts {
+    const struct ingest_http_settings *http;
+    const struct ingest_event_limits *limits;
+    const struct ingest_producer_settings *producer; /* for the partition key strategy */
+    struct ingest_auth *auth;
+    struct ingest_queue *queue;
+    struct sl_metrics *metrics;
+};
+
+/* Starts serving on parts->http->addr. *out is NULL on failure. */
+int ingest_edge_start(struct ingest_edge **out, const struct ingest_edge_parts *parts,
+                      struct sl_err *err);
+
+/* The port it listens on. */
+int ingest_edge_port(struct ingest_edge *e);
+
+/*
+ * First half of a graceful stop: refuses new connections and waits up to drain_ms for the
+ * requests in progress to be answered. Requests still waiting for Kafka are answered when
+ * the queue is destroyed (its deliveries flushed or spooled), so destroy the queue next.
+ */
+void ingest_edge_drain(struct ingest_edge *e, int drain_ms);
+
+/* Second half: waits up to wait_ms for the last answers to go out, then closes every
+ * connection and frees the edge. Accepts NULL. */
+void ingest_edge_stop(struct ingest_edge *e, int wait_ms);
+
+#endif
