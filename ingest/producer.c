@@ -877,6 +877,11 @@ void ingest_producer_destroy(struct ingest_producer *p)
     sl_free(p);
 }
 
+bool ingest_producer_is_fatal(struct ingest_producer *p)
+{
+    return atomic_load(&p->is_fatal);
+}
+
 bool ingest_producer_is_healthy(struct ingest_producer *p)
 {
     return atomic_load(&p->is_healthy);

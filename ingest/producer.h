@@ -174,6 +174,10 @@ void ingest_producer_destroy(struct ingest_producer *p);
  */
 bool ingest_producer_is_healthy(struct ingest_producer *p);
 
+/* True once librdkafka reported a fatal error (e.g. an idempotence failure): this producer
+ * never delivers again and must be destroyed and created anew. Any thread. */
+bool ingest_producer_is_fatal(struct ingest_producer *p);
+
 /* Fills *out with the counters since create. Any thread, never fails. */
 void ingest_producer_stats(struct ingest_producer *p, struct ingest_producer_stats *out);
 

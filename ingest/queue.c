@@ -20,7 +20,13 @@
 #define REPLAY_BACKOFF_MS 1000
 
 struct ingest_queue {
-    struct ingest_producer *producer; /* NULL: the spool is the queue */
+    /* NULL: the spool is the queue. Senders hold producer_lock for reading; the replayer
+     * replaces a producer that hit a fatal error under it for writing. */
+    struct ingest_producer *producer;
+    pthread_rwlock_t producer_lock;
+    char *brokers;
+    const struct ingest_producer_settings *producer_settings; /* kept */
+    struct sl_metrics *metrics;                              /* kept */
     struct ingest_spool *spool;
     struct ingest_queue_settings settings;
     atomic_uint_least64_t inflight;
@@ -232,7 +238,7 @@ int ingest_queue_submit(struct ingest_queue *q, const struct ingest_producer_msg
         return sl_err_set(err, SL_EBUSY, "%llu events are already waiting to become durable",
                           (unsigned long long)before);
     }
-    if (q->producer == NULL || !ingest_producer_is_healthy(q->producer)) {
+    if (q->producer == NULL) {
         spool_all(q, msgs, n, cb, user);
         return 0;
     }
@@ -242,7 +248,12 @@ int ingest_queue_submit(struct ingest_queue *q, const struct ingest_producer_msg
         return sl_err_set(err, SL_ENOMEM, "out of memory");
     }
     *p = (struct pending){.q = q, .msgs = msgs, .n = n, .cb = cb, .user = user};
-    rc = ingest_producer_send(q->producer, msgs, n, on_sent, p, err);
+    pthread_rwlock_rdlock(&q->producer_lock);
+    /* An unreachable broker would make the client wait the whole delivery timeout. */
+    rc = ingest_producer_is_healthy(q->producer)
+             ? ingest_producer_send(q->producer, msgs, n, on_sent, p, err)
+             : SL_ENET;
+    pthread_rwlock_unlock(&q->producer_lock);
     if (rc != 0) {
         /* Nothing went to Kafka (its queue is full, or the producer failed): spool it. */
         sl_free(p);
@@ -330,6 +341,7 @@ static bool replay_batch(struct ingest_queue *q, struct ingest_spool_batch *batc
     /* Checked under the lock destroy takes, so no send starts once it is stopping. */
     rc = q->is_stopping ? SL_ECANCELED
                         : ingest_producer_send(q->producer, msgs, n, on_replayed, w, NULL);
+    /* The producer is only replaced on this thread, so no read lock is needed here. */
     if (rc != 0) {
         pthread_mutex_unlock(&q->lock);
         sl_free(w);
@@ -356,6 +368,29 @@ done:
     return ok;
 }
 
+/*
+ * Replaces a producer that hit a fatal error (librdkafka's idempotent producer can end
+ * that way after a lost connection). Destroying it purges what it still held: those
+ * callbacks spool their events, so nothing is lost. Replayer thread only.
+ */
+static void recreate_producer(struct ingest_queue *q)
+{
+    struct ingest_producer *fresh = NULL;
+    struct sl_err err;
+
+    if (ingest_producer_create(&fresh, q->brokers, q->producer_settings, q->metrics, &err) != 0) {
+        sl_log_error(COMPONENT, "cannot recreate the Kafka producer after a fatal error: %s",
+                     err.msg);
+        pause_ms(q, REPLAY_BACKOFF_MS);
+        return;
+    }
+    pthread_rwlock_wrlock(&q->producer_lock);
+    ingest_producer_destroy(q->producer);
+    q->producer = fresh;
+    pthread_rwlock_unlock(&q->producer_lock);
+    sl_log_warn(COMPONENT, "replaced the Kafka producer after a fatal error");
+}
+
 static void *replayer_main(void *arg)
 {
     struct ingest_queue *q = arg;
@@ -371,6 +406,9 @@ static void *replayer_main(void *arg)
         pthread_mutex_unlock(&q->lock);
         if (stopping) {
             break;
+        }
+        if (ingest_producer_is_fatal(q->producer)) {
+            recreate_producer(q);
         }
         if (ingest_spool_wait(q->spool, 500) != 0) {
             continue;
@@ -420,6 +458,9 @@ int ingest_queue_create(struct ingest_queue **out, const char *brokers,
         return sl_err_set(err, SL_ENOMEM, "out of memory creating the queue");
     }
     q->settings = *qs;
+    q->producer_settings = ps;
+    q->metrics = metrics;
+    pthread_rwlock_init(&q->producer_lock, NULL);
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->cond, NULL);
     if (metrics != NULL) {
@@ -435,7 +476,9 @@ int ingest_queue_create(struct ingest_queue **out, const char *brokers,
     rc = ingest_spool_open(&q->spool, spool_dir, (uint64_t)qs->spool_max_bytes,
                            (uint64_t)qs->spool_segment_bytes, err);
     if (rc == 0 && brokers != NULL && brokers[0] != '\0') {
-        rc = ingest_producer_create(&q->producer, brokers, ps, metrics, err);
+        q->brokers = sl_strdup(brokers);
+        rc = q->brokers == NULL ? sl_err_set(err, SL_ENOMEM, "out of memory")
+                                : ingest_producer_create(&q->producer, brokers, ps, metrics, err);
         if (rc == 0 && pthread_create(&q->replayer, NULL, replayer_main, q) != 0) {
             rc = sl_err_set(err, SL_ENOMEM, "cannot start the spool replayer thread");
         }
@@ -452,8 +495,14 @@ int ingest_queue_create(struct ingest_queue **out, const char *brokers,
 bool ingest_queue_is_ready(struct ingest_queue *q)
 {
     struct ingest_spool_stats st;
+    bool is_healthy = false;
 
-    if (q->producer != NULL && ingest_producer_is_healthy(q->producer)) {
+    if (q->producer != NULL) {
+        pthread_rwlock_rdlock(&q->producer_lock);
+        is_healthy = ingest_producer_is_healthy(q->producer);
+        pthread_rwlock_unlock(&q->producer_lock);
+    }
+    if (is_healthy) {
         return true;
     }
     ingest_spool_stats(q->spool, &st);
@@ -478,7 +527,11 @@ void ingest_queue_stats(struct ingest_queue *q, struct ingest_queue_stats *out)
     out->kafka_events = atomic_load(&q->kafka_events);
     out->spooled_events = atomic_load(&q->spooled_events);
     out->replayed_events = atomic_load(&q->replayed_events);
-    out->is_kafka_healthy = q->producer != NULL && ingest_producer_is_healthy(q->producer);
+    if (q->producer != NULL) {
+        pthread_rwlock_rdlock(&q->producer_lock);
+        out->is_kafka_healthy = ingest_producer_is_healthy(q->producer);
+        pthread_rwlock_unlock(&q->producer_lock);
+    }
     ingest_spool_stats(q->spool, &out->spool);
 }
 
@@ -505,6 +558,8 @@ void ingest_queue_destroy(struct ingest_queue *q, int flush_ms)
         ingest_producer_destroy(q->producer);
     }
     ingest_spool_close(q->spool);
+    sl_free(q->brokers);
+    pthread_rwlock_destroy(&q->producer_lock);
     pthread_cond_destroy(&q->cond);
     pthread_mutex_destroy(&q->lock);
     sl_free(q);

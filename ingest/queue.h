@@ -47,7 +47,9 @@ typedef void (*ingest_queue_done_cb)(void *user, const struct ingest_queue_outco
 
 /*
  * Opens the spool in spool_dir and, when brokers is not empty, the Kafka producer and the
- * replayer thread. ps may be NULL without brokers; metrics may be NULL (kept otherwise).
+ * replayer thread (which also replaces a producer that hit a fatal error). ps is kept (it
+ * must outlive the queue) and may be NULL without brokers; metrics may be NULL (kept
+ * otherwise); brokers and spool_dir are copied.
  */
 int ingest_queue_create(struct ingest_queue **out, const char *brokers,
                         const struct ingest_producer_settings *ps, const char *spool_dir,
