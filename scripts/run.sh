@@ -3,8 +3,10 @@
 #
 #   scripts/run.sh     install what is missing, build, start a private ClickHouse on
 #                      loopback, prepare the tenant store (.stack/sluice.db), create a demo
-#                      tenant and API key, then run sluice-ingest and sluice-scheduler until
-#                      Ctrl-C, and stop everything it started.
+#                      tenant and API key, run sluice-ingest (embedded default: the disk
+#                      spool is the queue) and sluice-scheduler, post a sample event and
+#                      show the edge's answer, then keep running until Ctrl-C and stop
+#                      everything it started.
 #
 # Environment: SLUICE_RUN_SECONDS=N  stop by itself after N seconds (for scripted checks);
 #              any SLUICE_* setting (see README) is passed through to the daemons.
@@ -22,6 +24,7 @@ scripts/deps.sh
 make build
 
 pids=()
+started_clickhouse=0
 cleanup() {
     local pid
     for pid in "${pids[@]}"; do
@@ -30,11 +33,18 @@ cleanup() {
     for pid in "${pids[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
-    scripts/clickhouse.sh stop || true
+    if [ "$started_clickhouse" = 1 ]; then
+        scripts/clickhouse.sh stop || true
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Stop on exit only what this run started; a ClickHouse already running stays up.
+started_clickhouse=0
+if ! scripts/clickhouse.sh status >/dev/null 2>&1; then
+    started_clickhouse=1
+fi
 scripts/clickhouse.sh start
 set -a
 # shellcheck disable=SC1091
@@ -65,6 +75,16 @@ for name in ingest scheduler; do
     tail -n 1 ".stack/logs/$name.log"
 done
 
+sample='{"type":"pageview","name":"home","context":{"url":"https://example.com/","path":"/","title":"Home"},"properties":{"plan":"free"}}'
+echo
+echo "POST /ingest with a sample event:"
+echo "  $sample"
+answer=$(curl -sS -w ' (HTTP %{http_code})' -H "Authorization: Bearer $key" \
+    -H 'Content-Type: application/json' -d "$sample" "http://$SLUICE_HTTP_ADDR/ingest")
+echo "  -> $answer"
+echo "GET /stats:"
+echo "  $(curl -sS "http://$SLUICE_HTTP_ADDR/stats")"
+
 cat <<TXT
 
 sluice is running on the embedded default (no broker):
@@ -74,6 +94,10 @@ sluice is running on the embedded default (no broker):
   scheduler       $SLUICE_SCHEDULER_HTTP_ADDR      (logs: .stack/logs/scheduler.log)
 
 A demo tenant 'demo' exists; a fresh API key for it: $key
+
+Send events yourself:
+  curl -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \\
+       -d '{"events":[{"type":"click","name":"signup"}]}' http://$SLUICE_HTTP_ADDR/ingest
 
 Create your own tenant and key:
   SLUICE_DB=$SLUICE_DB build/bin/sluice tenant create acme --tier paid
