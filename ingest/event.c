@@ -1,14 +1,14 @@
 /*
  * Parsing, validation and normalization of POST /ingest bodies (see event.h, and
- * EVENTS.md for the rules as users read them).
+ * README.md, "Sending events", for the rules as users read them).
  *
  * The body is parsed once with jansson. Each event's fields are collected into a struct
  * event_in that borrows from the parsed tree, then checked field by field so that one
  * answer lists every problem of an event (up to INGEST_EVENT_MAX_ERRORS_PER_EVENT). An
  * accepted event is written as compact JSON by a small writer into a scratch buffer (its
  * properties were written while checking their size and depth) and copied into one
- * allocation that also holds its session_id. The helpers for RFC 3339 times, UUIDs, IP addresses and UTF-8 live here
- * because nothing else needs them yet.
+ * allocation that also holds its session_id. The helpers for RFC 3339 times, UUIDs, IP
+ * addresses and UTF-8 live here because nothing else needs them yet.
  */
 #include "event.h"
 
@@ -357,6 +357,116 @@ static void buf_str_or_null(struct buf *b, const char *s, size_t len)
     else {
         buf_str(b, s, len);
     }
+}
+
+/* Appends a real as the shortest "%.*g" text that reads back as the same double (jansson
+ * prints 17 digits, 0.1 as 0.10000000000000001), with ".0" so it stays a real. Assumes
+ * the C locale's decimal point, which our processes never change. */
+static void buf_real(struct buf *b, double v)
+{
+    char tmp[40];
+    int n = 0;
+
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+        if (strtod(tmp, NULL) == v) {
+            break;
+        }
+    }
+    buf_add(b, tmp, (size_t)n);
+    if (strpbrk(tmp, ".e") == NULL) {
+        buf_lit(b, ".0");
+    }
+}
+
+static void buf_int(struct buf *b, json_int_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        tmp[--i] = '-';
+    }
+    buf_add(b, tmp + i, sizeof(tmp) - i);
+}
+
+/*
+ * Writes v as compact JSON into b, v being at nesting level depth. Returns false when an
+ * object or array lies deeper than max_depth; stops early once b failed (too big or out of
+ * memory), which the caller tells apart.
+ */
+static bool write_value(struct buf *b, const json_t *v, int64_t depth, int64_t max_depth)
+{
+    const char *key;
+    json_t *child;
+    size_t i;
+    bool is_first = true;
+
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        if (depth > max_depth) {
+            return false;
+        }
+        buf_lit(b, "{");
+        json_object_foreach((json_t *)v, key, child) {
+            if (b->is_failed) {
+                return true;
+            }
+            if (!is_first) {
+                buf_lit(b, ",");
+            }
+            is_first = false;
+            buf_str(b, key, strlen(key));
+            buf_lit(b, ":");
+            if (!write_value(b, child, depth + 1, max_depth)) {
+                return false;
+            }
+        }
+        buf_lit(b, "}");
+        return true;
+    case JSON_ARRAY:
+        if (depth > max_depth) {
+            return false;
+        }
+        buf_lit(b, "[");
+        json_array_foreach(v, i, child) {
+            if (b->is_failed) {
+                return true;
+            }
+            if (i > 0) {
+                buf_lit(b, ",");
+            }
+            if (!write_value(b, child, depth + 1, max_depth)) {
+                return false;
+            }
+        }
+        buf_lit(b, "]");
+        return true;
+    case JSON_STRING:
+        buf_str(b, json_string_value(v), json_string_length(v));
+        return true;
+    case JSON_INTEGER:
+        buf_int(b, json_integer_value(v));
+        return true;
+    case JSON_REAL:
+        buf_real(b, json_real_value(v));
+        return true;
+    case JSON_TRUE:
+        buf_lit(b, "true");
+        return true;
+    case JSON_FALSE:
+        buf_lit(b, "false");
+        return true;
+    case JSON_NULL:
+        buf_lit(b, "null");
+        return true;
+    }
+    return true;
 }
 
 /* ---- UTF-8 and quoting ------------------------------------------------------------ */
@@ -898,12 +1008,10 @@ static void add_error(struct run *r, const char *field, const char *fmt, ...)
 }
 
 /*
- * Checks an optional text value: a string of at most max bytes without control characters,
- * non-empty unless allow_empty. Reports what is wrong under field; returns whether it is
- * good. v must not be NULL.
+ * Checks a given text value: a non-empty string of at most max bytes without control
+ * characters. Reports what is wrong under field; returns whether it is good.
  */
-static bool check_text(struct run *r, const char *field, const json_t *v, int64_t max,
-                       bool allow_empty)
+static bool check_text(struct run *r, const char *field, const json_t *v, int64_t max)
 {
     const char *s;
     size_t len;
@@ -916,7 +1024,7 @@ static bool check_text(struct run *r, const char *field, const json_t *v, int64_
     }
     s = json_string_value(v);
     len = json_string_length(v);
-    if (len == 0 && !allow_empty) {
+    if (len == 0) {
         add_error(r, field, "must not be empty (leave it out or send null)");
         return false;
     }
@@ -1043,14 +1151,14 @@ static void check_names(struct run *r, const struct event_in *in)
     const struct ingest_event_limits *lim = r->lim;
 
     if (in->v[F_NAME] != NULL) {
-        check_text(r, "name", in->v[F_NAME], lim->max_name_bytes, false);
+        check_text(r, "name", in->v[F_NAME], lim->max_name_bytes);
     }
     else if (in->has_type && in->type == INGEST_EVENT_CUSTOM) {
         add_error(r, "name", "is required for custom events");
     }
     for (enum field f = F_SESSION_ID; f <= F_USER_ID; f++) {
         if (in->v[f] != NULL) {
-            check_text(r, field_names[f], in->v[f], lim->max_ident_bytes, false);
+            check_text(r, field_names[f], in->v[f], lim->max_ident_bytes);
         }
     }
     if (in->v[F_USER_ID] == NULL && in->has_type && in->type == INGEST_EVENT_IDENTIFY) {
@@ -1127,116 +1235,6 @@ static void check_time(struct run *r, struct event_in *in)
         }
     }
     in->ts_us = ts_us;
-}
-
-/* Appends a real as the shortest "%.*g" text that reads back as the same double (jansson
- * prints 17 digits, 0.1 as 0.10000000000000001), with ".0" so it stays a real. Assumes
- * the C locale's decimal point, which our processes never change. */
-static void buf_real(struct buf *b, double v)
-{
-    char tmp[40];
-    int n = 0;
-
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
-        if (strtod(tmp, NULL) == v) {
-            break;
-        }
-    }
-    buf_add(b, tmp, (size_t)n);
-    if (strpbrk(tmp, ".e") == NULL) {
-        buf_lit(b, ".0");
-    }
-}
-
-static void buf_int(struct buf *b, json_int_t v)
-{
-    char tmp[24];
-    size_t i = sizeof(tmp);
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-
-    do {
-        tmp[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0) {
-        tmp[--i] = '-';
-    }
-    buf_add(b, tmp + i, sizeof(tmp) - i);
-}
-
-/*
- * Writes v as compact JSON into b, v being at nesting level depth. Returns false when an
- * object or array lies deeper than max_depth; stops early once b failed (too big or out of
- * memory), which the caller tells apart.
- */
-static bool write_value(struct buf *b, const json_t *v, int64_t depth, int64_t max_depth)
-{
-    const char *key;
-    json_t *child;
-    size_t i;
-    bool is_first = true;
-
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        if (depth > max_depth) {
-            return false;
-        }
-        buf_lit(b, "{");
-        json_object_foreach((json_t *)v, key, child) {
-            if (b->is_failed) {
-                return true;
-            }
-            if (!is_first) {
-                buf_lit(b, ",");
-            }
-            is_first = false;
-            buf_str(b, key, strlen(key));
-            buf_lit(b, ":");
-            if (!write_value(b, child, depth + 1, max_depth)) {
-                return false;
-            }
-        }
-        buf_lit(b, "}");
-        return true;
-    case JSON_ARRAY:
-        if (depth > max_depth) {
-            return false;
-        }
-        buf_lit(b, "[");
-        json_array_foreach(v, i, child) {
-            if (b->is_failed) {
-                return true;
-            }
-            if (i > 0) {
-                buf_lit(b, ",");
-            }
-            if (!write_value(b, child, depth + 1, max_depth)) {
-                return false;
-            }
-        }
-        buf_lit(b, "]");
-        return true;
-    case JSON_STRING:
-        buf_str(b, json_string_value(v), json_string_length(v));
-        return true;
-    case JSON_INTEGER:
-        buf_int(b, json_integer_value(v));
-        return true;
-    case JSON_REAL:
-        buf_real(b, json_real_value(v));
-        return true;
-    case JSON_TRUE:
-        buf_lit(b, "true");
-        return true;
-    case JSON_FALSE:
-        buf_lit(b, "false");
-        return true;
-    case JSON_NULL:
-        buf_lit(b, "null");
-        return true;
-    }
-    return true;
 }
 
 /* Checks properties by writing them, compact, into r->props: one pass finds too deep
@@ -1320,8 +1318,7 @@ static void check_context(struct run *r, struct event_in *in)
             continue;
         }
         if (!check_text(r, field, v,
-                        ctx_fields[c].is_url ? r->lim->max_url_bytes : r->lim->max_context_bytes,
-                        false)) {
+                        ctx_fields[c].is_url ? r->lim->max_url_bytes : r->lim->max_context_bytes)) {
             continue;
         }
         if (c == C_IP) {
@@ -1376,7 +1373,7 @@ static void check_log(struct run *r, struct event_in *in)
         }
     }
     if (in->v[F_SOURCE] != NULL) {
-        check_text(r, "source", in->v[F_SOURCE], lim->max_source_bytes, false);
+        check_text(r, "source", in->v[F_SOURCE], lim->max_source_bytes);
     }
     if (msg == NULL) {
         add_error(r, "message", "is required for log events");
@@ -1728,7 +1725,9 @@ int ingest_event_parse_batch(const char *body, size_t len, const struct ingest_e
             goto done;
         }
     }
-    out->http_status = out->n_rejected > 0 ? 422 : 200;
+    /* A request that stored something answers 2xx, so no client resends (and duplicates)
+     * the accepted events; the body lists the rejected ones. */
+    out->http_status = out->n_events > 0 ? 200 : 422;
 
 done:
     if (rc != 0) {

@@ -3,7 +3,7 @@
  * limits, and normalizing the good ones into the compact JSON that goes onto Kafka (or the
  * spool) as the message value. The body is one event object or {"events":[...]}; the
  * result is, per input index, either a normalized event or the reasons it was rejected.
- * The schema, limits and response format are documented for users in ingest/EVENTS.md.
+ * The schema, limits and response format are documented for users in README.md ("Sending events").
  *
  * Authentication, rate limits, producing and the HTTP answer itself are the edge's; this
  * module does no I/O, keeps no state between calls and logs nothing (per-event problems are
@@ -132,8 +132,9 @@ struct ingest_event_batch {
  * is valid for ingest_event_batch_fini and out->http_status says how to answer:
  *
  *   0            every event checked; out->events are the accepted ones in input order,
- *                out->errors the reasons for the rest. http_status is 200 when none was
- *                rejected, 422 when some were (the accepted ones still count).
+ *                out->errors the reasons for the rest. http_status is 200 when at least
+ *                one event was accepted (the response body lists the rejected ones), 422
+ *                when none was.
  *   SL_EINVAL    the request as a whole is bad; nothing is accepted and err says why:
  *                http_status 400 for a body that is not JSON (err has jansson's line and
  *                column), a wrong shape (not an object, events not a non-empty array, an
@@ -156,8 +157,10 @@ void ingest_event_batch_fini(struct ingest_event_batch *batch);
 /*
  * Renders the response body for a parsed batch:
  * {"accepted":N,"rejected":M,"errors":[{"index":i,"field":"...","reason":"..."},...]}
- * with field null for errors about the event as a whole. *out is new (free with sl_free),
- * NUL-terminated, *out_len bytes long. Fails only with SL_ENOMEM (*out is then NULL).
+ * with field null for errors about the event as a whole. "accepted" counts batch->events,
+ * so answer with it only once they are durable. batch is borrowed. *out is new (free with
+ * sl_free), NUL-terminated, *out_len bytes long. Fails only with SL_ENOMEM (*out is then
+ * NULL).
  */
 int ingest_event_batch_response(const struct ingest_event_batch *batch, char **out,
                                 size_t *out_len);
