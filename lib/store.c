@@ -108,6 +108,78 @@ int sl_store_random_id(const char *prefix, size_t n_bytes, char *dst, size_t cap
     return 0;
 }
 
+int sl_store_get(struct sl_store *st, const char *sql, const char *arg, sl_store_read_cb read,
+                 void *dst, const char *noun, struct sl_err *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sl_store_prepare(st, sql, &stmt, err);
+
+    if (rc != 0) {
+        return rc;
+    }
+    sqlite3_bind_text(stmt, 1, arg, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        read(stmt, dst);
+        rc = 0;
+    }
+    else if (rc == SQLITE_DONE) {
+        rc = sl_err_set(err, SL_ENOTFOUND, "%s '%s' not found (see `sluice %s list`)", noun,
+                        arg, noun);
+    }
+    else {
+        rc = sl_store_fail(st, rc, noun, err);
+    }
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+int sl_store_list(struct sl_store *st, const char *sql, const char *arg, size_t elem,
+                  sl_store_read_cb read, void **out, size_t *n_out, const char *what,
+                  struct sl_err *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    char *items = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+
+    *out = NULL;
+    *n_out = 0;
+    rc = sl_store_prepare(st, sql, &stmt, err);
+    if (rc != 0) {
+        return rc;
+    }
+    if (arg != NULL) {
+        sqlite3_bind_text(stmt, 1, arg, -1, SQLITE_STATIC);
+    }
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t new_cap = cap == 0 ? 16 : cap * 2;
+            char *grown = sl_realloc(items, new_cap * elem);
+
+            if (grown == NULL) {
+                rc = sl_err_set(err, SL_ENOMEM, "out of memory %s", what);
+                goto done;
+            }
+            items = grown;
+            cap = new_cap;
+        }
+        read(stmt, items + n * elem);
+        n++;
+    }
+    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, what, err);
+
+done:
+    sqlite3_finalize(stmt);
+    if (rc != 0) {
+        sl_free(items);
+        return rc;
+    }
+    *out = items;
+    *n_out = n;
+    return 0;
+}
+
 static int pragma_int(struct sl_store *st, const char *sql, int *out, struct sl_err *err)
 {
     sqlite3_stmt *stmt = NULL;

@@ -31,8 +31,10 @@ static const struct rule_kind rule_kinds[] = {
     "id, tenant_id, name, kind, threshold, window_s, cooldown_s, channel_id, enabled, "   \
     "created_at"
 
-static void read_channel(sqlite3_stmt *stmt, struct sl_channel *c)
+static void read_channel(sqlite3_stmt *stmt, void *dst)
 {
+    struct sl_channel *c = dst;
+
     memset(c, 0, sizeof(*c));
     sl_store_col_text(stmt, 0, c->id, sizeof(c->id));
     sl_store_col_text(stmt, 1, c->tenant_id, sizeof(c->tenant_id));
@@ -43,8 +45,10 @@ static void read_channel(sqlite3_stmt *stmt, struct sl_channel *c)
     c->created_s = sqlite3_column_int64(stmt, 6);
 }
 
-static void read_rule(sqlite3_stmt *stmt, struct sl_rule *r)
+static void read_rule(sqlite3_stmt *stmt, void *dst)
 {
+    struct sl_rule *r = dst;
+
     memset(r, 0, sizeof(*r));
     sl_store_col_text(stmt, 0, r->id, sizeof(r->id));
     sl_store_col_text(stmt, 1, r->tenant_id, sizeof(r->tenant_id));
@@ -186,39 +190,15 @@ int sl_store_channel_add(struct sl_store *st, const char *tenant, const char *na
 int sl_store_channel_get(struct sl_store *st, const char *id, struct sl_channel *out,
                          struct sl_err *err)
 {
-    sqlite3_stmt *stmt = NULL;
-    int rc = sl_store_prepare(st, "SELECT " CHANNEL_COLUMNS " FROM alert_channels WHERE id = ?1",
-                              &stmt, err);
-
-    if (rc != 0) {
-        return rc;
-    }
-    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
-        read_channel(stmt, out);
-        rc = 0;
-    }
-    else if (rc == SQLITE_DONE) {
-        rc = sl_err_set(err, SL_ENOTFOUND, "channel '%s' not found (see `sluice channel list`)",
-                        id);
-    }
-    else {
-        rc = sl_store_fail(st, rc, "reading a channel", err);
-    }
-    sqlite3_finalize(stmt);
-    return rc;
+    return sl_store_get(st, "SELECT " CHANNEL_COLUMNS " FROM alert_channels WHERE id = ?1", id,
+                        read_channel, out, "channel", err);
 }
 
-/* Runs a "list by optional tenant" query, reading rows with `read` into a new array. */
-static int list_rows(struct sl_store *st, const char *tenant, const char *sql, size_t elem,
-                     void (*read)(sqlite3_stmt *, void *), void **out, size_t *n_out,
-                     struct sl_err *err)
+/* Lists rows of one tenant (resolved from id or name), or of all when tenant is NULL. */
+static int list_by_tenant(struct sl_store *st, const char *tenant, const char *sql, size_t elem,
+                          sl_store_read_cb read, void **out, size_t *n_out, struct sl_err *err)
 {
     char tenant_id[SL_STORE_ID_MAX] = "";
-    sqlite3_stmt *stmt = NULL;
-    char *items = NULL;
-    size_t n = 0, cap = 0;
     int rc;
 
     *out = NULL;
@@ -229,56 +209,16 @@ static int list_rows(struct sl_store *st, const char *tenant, const char *sql, s
             return rc;
         }
     }
-    rc = sl_store_prepare(st, sql, &stmt, err);
-    if (rc != 0) {
-        return rc;
-    }
-    sqlite3_bind_text(stmt, 1, tenant_id, -1, SQLITE_STATIC);
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t new_cap = cap == 0 ? 16 : cap * 2;
-            char *grown = sl_realloc(items, new_cap * elem);
-
-            if (grown == NULL) {
-                rc = sl_err_set(err, SL_ENOMEM, "out of memory listing");
-                goto done;
-            }
-            items = grown;
-            cap = new_cap;
-        }
-        read(stmt, items + n * elem);
-        n++;
-    }
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "listing", err);
-
-done:
-    sqlite3_finalize(stmt);
-    if (rc != 0) {
-        sl_free(items);
-        return rc;
-    }
-    *out = items;
-    *n_out = n;
-    return 0;
-}
-
-static void read_channel_any(sqlite3_stmt *stmt, void *dst)
-{
-    read_channel(stmt, dst);
-}
-
-static void read_rule_any(sqlite3_stmt *stmt, void *dst)
-{
-    read_rule(stmt, dst);
+    return sl_store_list(st, sql, tenant_id, elem, read, out, n_out, "listing", err);
 }
 
 int sl_store_channel_list(struct sl_store *st, const char *tenant, struct sl_channel **out,
                           size_t *n_out, struct sl_err *err)
 {
-    return list_rows(st, tenant,
+    return list_by_tenant(st, tenant,
                      "SELECT " CHANNEL_COLUMNS " FROM alert_channels "
                      "WHERE ?1 = '' OR tenant_id = ?1 ORDER BY tenant_id, name, id",
-                     sizeof(**out), read_channel_any, (void **)out, n_out, err);
+                     sizeof(**out), read_channel, (void **)out, n_out, err);
 }
 
 static int exec_delete(struct sl_store *st, const char *sql, const char *id, const char *what,
@@ -402,17 +342,8 @@ int sl_store_rule_add(struct sl_store *st, const struct sl_rule *r, int64_t now_
     rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "adding a rule", err);
     sqlite3_finalize(stmt);
     if (rc == 0 && out != NULL) {
-        sqlite3_stmt *get = NULL;
-
-        rc = sl_store_prepare(st, "SELECT " RULE_COLUMNS " FROM alert_rules WHERE id = ?1", &get,
-                              err);
-        if (rc == 0) {
-            sqlite3_bind_text(get, 1, id, -1, SQLITE_STATIC);
-            if (sqlite3_step(get) == SQLITE_ROW) {
-                read_rule(get, out);
-            }
-            sqlite3_finalize(get);
-        }
+        rc = sl_store_get(st, "SELECT " RULE_COLUMNS " FROM alert_rules WHERE id = ?1", id,
+                          read_rule, out, "rule", err);
     }
     return rc;
 }
@@ -420,10 +351,10 @@ int sl_store_rule_add(struct sl_store *st, const struct sl_rule *r, int64_t now_
 int sl_store_rule_list(struct sl_store *st, const char *tenant, struct sl_rule **out,
                        size_t *n_out, struct sl_err *err)
 {
-    return list_rows(st, tenant,
+    return list_by_tenant(st, tenant,
                      "SELECT " RULE_COLUMNS " FROM alert_rules "
                      "WHERE ?1 = '' OR tenant_id = ?1 ORDER BY tenant_id, name, id",
-                     sizeof(**out), read_rule_any, (void **)out, n_out, err);
+                     sizeof(**out), read_rule, (void **)out, n_out, err);
 }
 
 int sl_store_rule_remove(struct sl_store *st, const char *id, struct sl_err *err)

@@ -39,6 +39,24 @@ void sl_store_col_text(sqlite3_stmt *stmt, int col, char *dst, size_t cap);
 int sl_store_random_id(const char *prefix, size_t n_bytes, char *dst, size_t cap,
                        struct sl_err *err);
 
+/* Reads the current row of stmt into dst (a record struct). */
+typedef void (*sl_store_read_cb)(sqlite3_stmt *stmt, void *dst);
+
+/*
+ * Runs sql with ?1 bound to arg and reads the one row it returns into dst with read. When
+ * there is none: SL_ENOTFOUND, "<noun> '<arg>' not found (see `sluice <noun> list`)".
+ */
+int sl_store_get(struct sl_store *st, const char *sql, const char *arg, sl_store_read_cb read,
+                 void *dst, const char *noun, struct sl_err *err);
+
+/*
+ * Runs sql with ?1 bound to arg (NULL: nothing bound) and reads every row with read into a
+ * new array of elem-sized records (*out, free with sl_free; NULL when empty).
+ */
+int sl_store_list(struct sl_store *st, const char *sql, const char *arg, size_t elem,
+                  sl_store_read_cb read, void **out, size_t *n_out, const char *what,
+                  struct sl_err *err);
+
 /* Resolves a tenant id or name to its id; SL_ENOTFOUND with a helpful message. */
 int sl_store_tenant_resolve(struct sl_store *st, const char *id_or_name,
                             char id_out[SL_STORE_ID_MAX], struct sl_err *err);

@@ -22,8 +22,10 @@ static const char *const known_scopes[] = {"ingest", "otlp", "admin"};
     "id, tenant_id, name, scopes, created_at, expires_at, revoked_at, last_used_at, "     \
     "rotated_to"
 
-static void read_key(sqlite3_stmt *stmt, struct sl_key *k)
+static void read_key(sqlite3_stmt *stmt, void *dst)
 {
+    struct sl_key *k = dst;
+
     memset(k, 0, sizeof(*k));
     sl_store_col_text(stmt, 0, k->id, sizeof(k->id));
     sl_store_col_text(stmt, 1, k->tenant_id, sizeof(k->tenant_id));
@@ -188,37 +190,14 @@ int sl_store_key_create(struct sl_store *st, const char *tenant, const char *nam
 int sl_store_key_get(struct sl_store *st, const char *id, struct sl_key *out,
                      struct sl_err *err)
 {
-    sqlite3_stmt *stmt = NULL;
-    int rc = sl_store_prepare(st, "SELECT " KEY_COLUMNS " FROM api_keys WHERE id = ?1", &stmt,
-                              err);
-
-    if (rc != 0) {
-        return rc;
-    }
-    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
-        read_key(stmt, out);
-        rc = 0;
-    }
-    else if (rc == SQLITE_DONE) {
-        rc = sl_err_set(err, SL_ENOTFOUND, "API key '%s' not found (see `sluice key list`)",
-                        id);
-    }
-    else {
-        rc = sl_store_fail(st, rc, "reading an API key", err);
-    }
-    sqlite3_finalize(stmt);
-    return rc;
+    return sl_store_get(st, "SELECT " KEY_COLUMNS " FROM api_keys WHERE id = ?1", id, read_key,
+                        out, "key", err);
 }
 
 int sl_store_key_list(struct sl_store *st, const char *tenant, struct sl_key **out,
                       size_t *n_out, struct sl_err *err)
 {
-    sqlite3_stmt *stmt = NULL;
-    struct sl_key *items = NULL;
     char tenant_id[SL_STORE_ID_MAX] = "";
-    size_t n = 0, cap = 0;
     int rc;
 
     *out = NULL;
@@ -229,39 +208,11 @@ int sl_store_key_list(struct sl_store *st, const char *tenant, struct sl_key **o
             return rc;
         }
     }
-    rc = sl_store_prepare(st,
-                          "SELECT " KEY_COLUMNS " FROM api_keys "
-                          "WHERE ?1 = '' OR tenant_id = ?1 ORDER BY tenant_id, created_at, id",
-                          &stmt, err);
-    if (rc != 0) {
-        return rc;
-    }
-    sqlite3_bind_text(stmt, 1, tenant_id, -1, SQLITE_STATIC);
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t new_cap = cap == 0 ? 16 : cap * 2;
-            struct sl_key *grown = sl_realloc(items, new_cap * sizeof(*items));
-
-            if (grown == NULL) {
-                rc = sl_err_set(err, SL_ENOMEM, "out of memory listing keys");
-                goto done;
-            }
-            items = grown;
-            cap = new_cap;
-        }
-        read_key(stmt, &items[n++]);
-    }
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "listing keys", err);
-
-done:
-    sqlite3_finalize(stmt);
-    if (rc != 0) {
-        sl_free(items);
-        return rc;
-    }
-    *out = items;
-    *n_out = n;
-    return 0;
+    return sl_store_list(st,
+                         "SELECT " KEY_COLUMNS " FROM api_keys "
+                         "WHERE ?1 = '' OR tenant_id = ?1 ORDER BY tenant_id, created_at, id",
+                         tenant_id, sizeof(**out), read_key, (void **)out, n_out,
+                         "listing keys", err);
 }
 
 int sl_store_key_revoke(struct sl_store *st, const char *id, int64_t now_s,

@@ -16,8 +16,10 @@ static int64_t col_opt(sqlite3_stmt *stmt, int col, int64_t none)
                                                           : sqlite3_column_int64(stmt, col);
 }
 
-static void read_tenant(sqlite3_stmt *stmt, struct sl_tenant *t)
+static void read_tenant(sqlite3_stmt *stmt, void *dst)
 {
+    struct sl_tenant *t = dst;
+
     memset(t, 0, sizeof(*t));
     sl_store_col_text(stmt, 0, t->id, sizeof(t->id));
     sl_store_col_text(stmt, 1, t->name, sizeof(t->name));
@@ -59,30 +61,8 @@ static int check_name(const char *name, struct sl_err *err)
 int sl_store_tenant_get(struct sl_store *st, const char *id_or_name, struct sl_tenant *out,
                         struct sl_err *err)
 {
-    sqlite3_stmt *stmt = NULL;
-    int rc = sl_store_prepare(st,
-                              "SELECT " TENANT_COLUMNS " FROM tenants "
-                              "WHERE id = ?1 OR name = ?1",
-                              &stmt, err);
-
-    if (rc != 0) {
-        return rc;
-    }
-    sqlite3_bind_text(stmt, 1, id_or_name, -1, SQLITE_STATIC);
-    rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
-        read_tenant(stmt, out);
-        rc = 0;
-    }
-    else if (rc == SQLITE_DONE) {
-        rc = sl_err_set(err, SL_ENOTFOUND,
-                        "tenant '%s' not found (see `sluice tenant list`)", id_or_name);
-    }
-    else {
-        rc = sl_store_fail(st, rc, "reading a tenant", err);
-    }
-    sqlite3_finalize(stmt);
-    return rc;
+    return sl_store_get(st, "SELECT " TENANT_COLUMNS " FROM tenants WHERE id = ?1 OR name = ?1",
+                        id_or_name, read_tenant, out, "tenant", err);
 }
 
 int sl_store_tenant_resolve(struct sl_store *st, const char *id_or_name,
@@ -144,43 +124,9 @@ int sl_store_tenant_create(struct sl_store *st, const char *name, const char *ti
 int sl_store_tenant_list(struct sl_store *st, struct sl_tenant **out, size_t *n_out,
                          struct sl_err *err)
 {
-    sqlite3_stmt *stmt = NULL;
-    struct sl_tenant *items = NULL;
-    size_t n = 0, cap = 0;
-    int rc;
-
-    *out = NULL;
-    *n_out = 0;
-    rc = sl_store_prepare(st, "SELECT " TENANT_COLUMNS " FROM tenants ORDER BY name", &stmt,
-                          err);
-    if (rc != 0) {
-        return rc;
-    }
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t new_cap = cap == 0 ? 16 : cap * 2;
-            struct sl_tenant *grown = sl_realloc(items, new_cap * sizeof(*items));
-
-            if (grown == NULL) {
-                rc = sl_err_set(err, SL_ENOMEM, "out of memory listing tenants");
-                goto done;
-            }
-            items = grown;
-            cap = new_cap;
-        }
-        read_tenant(stmt, &items[n++]);
-    }
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "listing tenants", err);
-
-done:
-    sqlite3_finalize(stmt);
-    if (rc != 0) {
-        sl_free(items);
-        return rc;
-    }
-    *out = items;
-    *n_out = n;
-    return 0;
+    return sl_store_list(st, "SELECT " TENANT_COLUMNS " FROM tenants ORDER BY name", NULL,
+                         sizeof(**out), read_tenant, (void **)out, n_out, "listing tenants",
+                         err);
 }
 
 /* Runs an UPDATE bound to (?1 tenant id, ?2 now, then the given values). */

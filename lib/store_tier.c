@@ -10,8 +10,10 @@
     "name, retention_days, compress_after_hours, rate_limit_eps, burst, monthly_quota, "  \
     "enrichment, created_at, updated_at"
 
-static void read_tier(sqlite3_stmt *stmt, struct sl_tier *t)
+static void read_tier(sqlite3_stmt *stmt, void *dst)
 {
+    struct sl_tier *t = dst;
+
     memset(t, 0, sizeof(*t));
     sl_store_col_text(stmt, 0, t->name, sizeof(t->name));
     t->retention_days = sqlite3_column_int64(stmt, 1);
@@ -27,69 +29,15 @@ static void read_tier(sqlite3_stmt *stmt, struct sl_tier *t)
 int sl_store_tier_get(struct sl_store *st, const char *name, struct sl_tier *out,
                       struct sl_err *err)
 {
-    sqlite3_stmt *stmt = NULL;
-    int rc = sl_store_prepare(st, "SELECT " TIER_COLUMNS " FROM tiers WHERE name = ?1", &stmt,
-                              err);
-
-    if (rc != 0) {
-        return rc;
-    }
-    sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
-    rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
-        read_tier(stmt, out);
-        rc = 0;
-    }
-    else if (rc == SQLITE_DONE) {
-        rc = sl_err_set(err, SL_ENOTFOUND, "tier '%s' does not exist (see `sluice tier list`)",
-                        name);
-    }
-    else {
-        rc = sl_store_fail(st, rc, "reading a tier", err);
-    }
-    sqlite3_finalize(stmt);
-    return rc;
+    return sl_store_get(st, "SELECT " TIER_COLUMNS " FROM tiers WHERE name = ?1", name,
+                        read_tier, out, "tier", err);
 }
 
 int sl_store_tier_list(struct sl_store *st, struct sl_tier **out, size_t *n_out,
                        struct sl_err *err)
 {
-    sqlite3_stmt *stmt = NULL;
-    struct sl_tier *items = NULL;
-    size_t n = 0, cap = 0;
-    int rc;
-
-    *out = NULL;
-    *n_out = 0;
-    rc = sl_store_prepare(st, "SELECT " TIER_COLUMNS " FROM tiers ORDER BY name", &stmt, err);
-    if (rc != 0) {
-        return rc;
-    }
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t new_cap = cap == 0 ? 8 : cap * 2;
-            struct sl_tier *grown = sl_realloc(items, new_cap * sizeof(*items));
-
-            if (grown == NULL) {
-                rc = sl_err_set(err, SL_ENOMEM, "out of memory listing tiers");
-                goto done;
-            }
-            items = grown;
-            cap = new_cap;
-        }
-        read_tier(stmt, &items[n++]);
-    }
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "listing tiers", err);
-
-done:
-    sqlite3_finalize(stmt);
-    if (rc != 0) {
-        sl_free(items);
-        return rc;
-    }
-    *out = items;
-    *n_out = n;
-    return 0;
+    return sl_store_list(st, "SELECT " TIER_COLUMNS " FROM tiers ORDER BY name", NULL,
+                         sizeof(**out), read_tier, (void **)out, n_out, "listing tiers", err);
 }
 
 static int check_tier(const struct sl_tier *t, struct sl_err *err)

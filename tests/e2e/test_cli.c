@@ -119,7 +119,7 @@ static void test_cli_tenant_lifecycle(void)
     test_proc_fini(&p);
     run(&e, &p, "tenant", "create", "other", "--tier", "gold", NULL);
     ASSERT_EQ_INT(p.status, 1);
-    ASSERT_CONTAINS(p.err, "tier 'gold' does not exist");
+    ASSERT_CONTAINS(p.err, "tier 'gold' not found (see `sluice tier list`)");
     test_proc_fini(&p);
     run(&e, &p, "tenant", "create", "bad name", NULL);
     ASSERT_EQ_INT(p.status, 2);
