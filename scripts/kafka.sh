@@ -16,6 +16,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/proc.sh
+. "$REPO/scripts/lib/proc.sh"
 KAFKA_VERSION=3.9.1
 POM="$REPO/scripts/kafka/pom.xml"
 CACHE=${SLUICE_KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/kafka-$KAFKA_VERSION}
@@ -44,49 +46,6 @@ need() {
 
 ms_since() {
     echo $((($(date +%s%N) - $1) / 1000000))
-}
-
-# Prints a free TCP port on 127.0.0.1: $1 when it is a port and still free, else a new one.
-pick_port() {
-    python3 - "${1:-0}" <<'EOF'
-import socket, sys
-want = int(sys.argv[1]) if sys.argv[1].isdigit() else 0
-for port in (want, 0) if want else (0,):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    print(s.getsockname()[1])
-    s.close()
-    break
-EOF
-}
-
-# True when pid $1 exists and is not a zombie.
-alive() {
-    local state
-    [[ -n "$1" && -r "/proc/$1/stat" ]] || return 1
-    state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [[ -n "$state" && "$state" != Z ]]
-}
-
-# Prints the pids of live processes whose command line contains $1 (never this shell's).
-pids_with() {
-    local p cmdline
-    for p in /proc/[0-9]*; do
-        p=${p#/proc/}
-        [[ "$p" != "$$" && "$p" != "$BASHPID" ]] || continue
-        cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline") || continue
-        if [[ "$cmdline" == *"$1"* ]] && alive "$p"; then
-            echo "$p"
-        fi
-    done
-}
-
-# True when something listens on 127.0.0.1:$1.
-listening() {
-    [[ -n "$1" ]] && [[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]]
 }
 
 # --- fetch -------------------------------------------------------------------------------
@@ -142,7 +101,7 @@ read_state() {
 
 # True when pid $1 is our broker (alive, and its command line names our config).
 is_ours() {
-    alive "$1" && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -qF "$DIR/server.properties"
+    pid_has "$1" "$DIR/server.properties"
 }
 
 # True when the broker answers a metadata request (all topics: asking for one topic could
@@ -377,56 +336,15 @@ cmd_start() {
 }
 
 cmd_stop() {
-    local deadline pids p
+    local rc=0
     read_state
-    # Our pid file first, then anything else running with our config (a lost pid file, or a
-    # storage/admin tool of ours).
-    pids=$(
-        if is_ours "$PID"; then echo "$PID"; fi
-        pids_with "$DIR/server.properties"
-    )
-    pids=$(echo "$pids" | sort -un | sed '/^$/d')
-    if [[ -z "$pids" ]]; then
-        log "not running ($DIR)"
-    else
-        for p in $pids; do
-            kill -TERM "$p" 2>/dev/null || true
-        done
-        deadline=$((SECONDS + STOP_DEADLINE_S))
-        for p in $pids; do
-            while alive "$p" && ((SECONDS < deadline)); do
-                sleep 0.1
-            done
-            if alive "$p"; then
-                log "pid $p still running after ${STOP_DEADLINE_S}s: SIGKILL"
-                kill -KILL "$p" 2>/dev/null || true
-            fi
-        done
-        deadline=$((SECONDS + 10))
-        for p in $pids; do
-            while alive "$p" && ((SECONDS < deadline)); do
-                sleep 0.1
-            done
-        done
-    fi
+    stop_marked "$DIR/server.properties" "$PID" "$PORT" "$CPORT" || rc=$?
     rm -f "$DIR/pid" "$DIR/env"
-    if [[ -n "$(pids_with "$DIR/server.properties")" ]]; then
-        log "still running after stop: $(pids_with "$DIR/server.properties" | tr '\n' ' ')"
-        exit 1
-    fi
-    for p in $PORT $CPORT; do
-        deadline=$((SECONDS + 10))
-        while listening "$p" && ((SECONDS < deadline)); do
-            sleep 0.1
-        done
-        if listening "$p"; then
-            log "port $p still listens after stop"
-            exit 1
-        fi
-    done
-    if [[ -n "$pids" ]]; then
-        log "stopped ($DIR)"
-    fi
+    case $rc in
+        0) log "stopped ($DIR)" ;;
+        2) log "not running ($DIR)" ;;
+        *) exit 1 ;;
+    esac
 }
 
 cmd_status() {
