@@ -25,6 +25,7 @@ make build
 
 pids=()
 started_clickhouse=0
+# shellcheck disable=SC2317  # called through the EXIT trap
 cleanup() {
     local pid
     for pid in "${pids[@]}"; do

@@ -29,6 +29,7 @@ if [ "${SLUICE_TEST_SKIP_ASAN:-0}" != 1 ]; then
 fi
 log "built in $((SECONDS - started)) s"
 
+# shellcheck disable=SC2317  # called through the EXIT trap
 stop_stack() {
     scripts/stack.sh stop || log "stopping the stack failed; see .stack/*/ logs"
 }
