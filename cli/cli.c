@@ -142,6 +142,27 @@ void cli_print_json(struct cli_ctx *ctx, json_t *v)
     json_decref(v);
 }
 
+void cli_print_records(struct cli_ctx *ctx, const void *records, size_t n, size_t elem,
+                       cli_record_json_cb to_json, const char *header,
+                       cli_record_row_cb print_row)
+{
+    const char *p = records;
+
+    if (ctx->is_json) {
+        json_t *arr = json_array();
+
+        for (size_t i = 0; i < n; i++) {
+            json_array_append_new(arr, to_json(p + i * elem, ctx->now_s));
+        }
+        cli_print_json(ctx, arr);
+        return;
+    }
+    fprintf(ctx->out, "%s\n", header);
+    for (size_t i = 0; i < n; i++) {
+        print_row(ctx, p + i * elem);
+    }
+}
+
 const char *cli_time(int64_t s, char *buf)
 {
     if (s == 0) {

@@ -62,6 +62,18 @@ int cli_store(struct cli_ctx *ctx, struct sl_store **out, struct sl_err *err);
 /* Prints v as one line of JSON to ctx->out. Takes the reference. */
 void cli_print_json(struct cli_ctx *ctx, json_t *v);
 
+/* How cli_print_records shows one record: as JSON (new reference) or as a table row. */
+typedef json_t *(*cli_record_json_cb)(const void *record, int64_t now_s);
+typedef void (*cli_record_row_cb)(struct cli_ctx *ctx, const void *record);
+
+/*
+ * Prints n records of elem bytes: with --json one JSON array (to_json per record),
+ * otherwise the header line and one row each (print_row). records is borrowed.
+ */
+void cli_print_records(struct cli_ctx *ctx, const void *records, size_t n, size_t elem,
+                       cli_record_json_cb to_json, const char *header,
+                       cli_record_row_cb print_row);
+
 /* Formats unix seconds as an ISO time, or "-" for 0. buf needs 32 bytes. */
 const char *cli_time(int64_t s, char *buf);
 

@@ -24,6 +24,21 @@ static json_t *channel_json(const struct sl_channel *c)
                      c->has_secret, "created_at", cli_json_time(c->created_s));
 }
 
+static json_t *channel_record_json(const void *record, int64_t now_s)
+{
+    (void)now_s;
+    return channel_json(record);
+}
+
+static void channel_row(struct cli_ctx *ctx, const void *record)
+{
+    const struct sl_channel *c = record;
+
+    fprintf(ctx->out, "%-20s %-20s %-20s %-8s %s\n", c->id,
+            c->tenant_id[0] != '\0' ? c->tenant_id : "(global)", c->name, c->kind,
+            c->target[0] != '\0' ? c->target : "-");
+}
+
 static int make_secret(char out[65])
 {
     static const char hex[] = "0123456789abcdef";
@@ -136,24 +151,10 @@ static int channel_list(struct cli_ctx *ctx, int argc, char **argv)
         sl_store_channel_list(st, flags[0].value, &items, &n, &err) != 0) {
         return cli_fail(ctx, &err);
     }
-    if (ctx->is_json) {
-        json_t *arr = json_array();
-
-        for (size_t i = 0; i < n; i++) {
-            json_array_append_new(arr, channel_json(&items[i]));
-        }
-        cli_print_json(ctx, arr);
-    }
-    else {
-        fprintf(ctx->out, "%-20s %-20s %-20s %-8s %s\n", "ID", "TENANT", "NAME", "KIND",
-                "TARGET");
-        for (size_t i = 0; i < n; i++) {
-            fprintf(ctx->out, "%-20s %-20s %-20s %-8s %s\n", items[i].id,
-                    items[i].tenant_id[0] != '\0' ? items[i].tenant_id : "(global)",
-                    items[i].name, items[i].kind,
-                    items[i].target[0] != '\0' ? items[i].target : "-");
-        }
-    }
+    cli_print_records(ctx, items, n, sizeof(items[0]), channel_record_json,
+                      "ID                   TENANT               NAME                 KIND     "
+                      "TARGET",
+                      channel_row);
     sl_free(items);
     return CLI_OK;
 }

@@ -48,6 +48,21 @@ static json_t *key_json(const struct sl_key *k, int64_t now_s)
     return obj;
 }
 
+static json_t *key_record_json(const void *record, int64_t now_s)
+{
+    return key_json(record, now_s);
+}
+
+static void key_row(struct cli_ctx *ctx, const void *record)
+{
+    const struct sl_key *k = record;
+    char b1[32], b2[32];
+
+    fprintf(ctx->out, "%-16s %-20s %-16s %-14s %-9s %-21s %s\n", k->id, k->tenant_id,
+            k->name[0] != '\0' ? k->name : "-", k->scopes, key_status(k, ctx->now_s),
+            cli_time(k->expires_s, b1), cli_time(k->last_used_s, b2));
+}
+
 /* Prints a new secret: alone on stdout (so `$(sluice key create t)` captures it), with the
  * warning on stderr; or inside the JSON object. */
 static void print_secret(struct cli_ctx *ctx, const struct sl_key *k, const char *secret)
@@ -135,26 +150,10 @@ static int key_list(struct cli_ctx *ctx, int argc, char **argv)
         sl_store_key_list(st, flags[0].value, &items, &n, &err) != 0) {
         return cli_fail(ctx, &err);
     }
-    if (ctx->is_json) {
-        json_t *arr = json_array();
-
-        for (size_t i = 0; i < n; i++) {
-            json_array_append_new(arr, key_json(&items[i], ctx->now_s));
-        }
-        cli_print_json(ctx, arr);
-    }
-    else {
-        char b1[32], b2[32];
-
-        fprintf(ctx->out, "%-16s %-20s %-16s %-14s %-9s %-21s %s\n", "ID", "TENANT", "NAME",
-                "SCOPES", "STATUS", "EXPIRES", "LAST_USED");
-        for (size_t i = 0; i < n; i++) {
-            fprintf(ctx->out, "%-16s %-20s %-16s %-14s %-9s %-21s %s\n", items[i].id,
-                    items[i].tenant_id, items[i].name[0] != '\0' ? items[i].name : "-",
-                    items[i].scopes, key_status(&items[i], ctx->now_s),
-                    cli_time(items[i].expires_s, b1), cli_time(items[i].last_used_s, b2));
-        }
-    }
+    cli_print_records(ctx, items, n, sizeof(items[0]), key_record_json,
+                      "ID               TENANT               NAME             SCOPES         "
+                      "STATUS    EXPIRES               LAST_USED",
+                      key_row);
     sl_free(items);
     return CLI_OK;
 }

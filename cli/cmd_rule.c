@@ -34,6 +34,22 @@ static json_t *rule_json(const struct sl_rule *r)
                      cli_json_time(r->created_s));
 }
 
+static json_t *rule_record_json(const void *record, int64_t now_s)
+{
+    (void)now_s;
+    return rule_json(record);
+}
+
+static void rule_row(struct cli_ctx *ctx, const void *record)
+{
+    const struct sl_rule *r = record;
+
+    fprintf(ctx->out, "%-20s %-20s %-18s %-18s %10g %7llds %8llds %-20s %s\n", r->id,
+            r->tenant_id[0] != '\0' ? r->tenant_id : "(global)", r->name, r->kind, r->threshold,
+            (long long)r->window_s, (long long)r->cooldown_s, r->channel_id,
+            r->is_enabled ? "yes" : "no");
+}
+
 static int copy_arg(char *dst, size_t cap, const char *src)
 {
     size_t len = strlen(src);
@@ -146,26 +162,10 @@ static int rule_list(struct cli_ctx *ctx, int argc, char **argv)
         sl_store_rule_list(st, flags[0].value, &items, &n, &err) != 0) {
         return cli_fail(ctx, &err);
     }
-    if (ctx->is_json) {
-        json_t *arr = json_array();
-
-        for (size_t i = 0; i < n; i++) {
-            json_array_append_new(arr, rule_json(&items[i]));
-        }
-        cli_print_json(ctx, arr);
-    }
-    else {
-        fprintf(ctx->out, "%-20s %-20s %-18s %-18s %10s %8s %9s %-20s %s\n", "ID", "TENANT",
-                "NAME", "KIND", "THRESHOLD", "WINDOW", "COOLDOWN", "CHANNEL", "ENABLED");
-        for (size_t i = 0; i < n; i++) {
-            fprintf(ctx->out, "%-20s %-20s %-18s %-18s %10g %7llds %8llds %-20s %s\n",
-                    items[i].id,
-                    items[i].tenant_id[0] != '\0' ? items[i].tenant_id : "(global)",
-                    items[i].name, items[i].kind, items[i].threshold,
-                    (long long)items[i].window_s, (long long)items[i].cooldown_s,
-                    items[i].channel_id, items[i].is_enabled ? "yes" : "no");
-        }
-    }
+    cli_print_records(ctx, items, n, sizeof(items[0]), rule_record_json,
+                      "ID                   TENANT               NAME               KIND          "
+                      "      THRESHOLD   WINDOW  COOLDOWN CHANNEL              ENABLED",
+                      rule_row);
     sl_free(items);
     return CLI_OK;
 }

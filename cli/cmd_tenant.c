@@ -42,6 +42,21 @@ static json_t *tenant_json(const struct sl_tenant *t)
     return obj;
 }
 
+static json_t *tenant_record_json(const void *record, int64_t now_s)
+{
+    (void)now_s;
+    return tenant_json(record);
+}
+
+static void tenant_row(struct cli_ctx *ctx, const void *record)
+{
+    const struct sl_tenant *t = record;
+    char buf[32];
+
+    fprintf(ctx->out, "%-20s %-24s %-12s %-9s %s\n", t->id, t->name, t->tier,
+            t->is_disabled ? "disabled" : "active", cli_time(t->created_s, buf));
+}
+
 static int tenant_create(struct cli_ctx *ctx, int argc, char **argv)
 {
     struct cli_flag flags[] = {{.name = "--tier", .takes_value = true}};
@@ -91,25 +106,9 @@ static int tenant_list(struct cli_ctx *ctx, int argc, char **argv)
     if (cli_store(ctx, &st, &err) != 0 || sl_store_tenant_list(st, &items, &n, &err) != 0) {
         return cli_fail(ctx, &err);
     }
-    if (ctx->is_json) {
-        json_t *arr = json_array();
-
-        for (size_t i = 0; i < n; i++) {
-            json_array_append_new(arr, tenant_json(&items[i]));
-        }
-        cli_print_json(ctx, arr);
-    }
-    else {
-        char buf[32];
-
-        fprintf(ctx->out, "%-20s %-24s %-12s %-9s %s\n", "ID", "NAME", "TIER", "STATUS",
-                "CREATED");
-        for (size_t i = 0; i < n; i++) {
-            fprintf(ctx->out, "%-20s %-24s %-12s %-9s %s\n", items[i].id, items[i].name,
-                    items[i].tier, items[i].is_disabled ? "disabled" : "active",
-                    cli_time(items[i].created_s, buf));
-        }
-    }
+    cli_print_records(ctx, items, n, sizeof(items[0]), tenant_record_json,
+                      "ID                   NAME                     TIER         STATUS    CREATED",
+                      tenant_row);
     sl_free(items);
     return CLI_OK;
 }

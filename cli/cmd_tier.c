@@ -23,14 +23,18 @@ static json_t *tier_json(const struct sl_tier *t)
                      "updated_at", cli_json_time(t->updated_s));
 }
 
-static void print_header(struct cli_ctx *ctx)
+static const char header[] =
+    "NAME         RETENTION COMPRESS_AFTER RATE_LIMIT    BURST MONTHLY_QUOTA ENRICHMENT";
+
+static json_t *tier_record_json(const void *record, int64_t now_s)
 {
-    fprintf(ctx->out, "%-12s %9s %14s %10s %8s %13s %s\n", "NAME", "RETENTION", "COMPRESS_AFTER",
-            "RATE_LIMIT", "BURST", "MONTHLY_QUOTA", "ENRICHMENT");
+    (void)now_s;
+    return tier_json(record);
 }
 
-static void print_row(struct cli_ctx *ctx, const struct sl_tier *t)
+static void print_row(struct cli_ctx *ctx, const void *record)
 {
+    const struct sl_tier *t = record;
     char compress[24];
 
     if (t->compress_after_hours == 0) {
@@ -61,20 +65,7 @@ static int tier_list(struct cli_ctx *ctx, int argc, char **argv)
     if (cli_store(ctx, &st, &err) != 0 || sl_store_tier_list(st, &items, &n, &err) != 0) {
         return cli_fail(ctx, &err);
     }
-    if (ctx->is_json) {
-        json_t *arr = json_array();
-
-        for (size_t i = 0; i < n; i++) {
-            json_array_append_new(arr, tier_json(&items[i]));
-        }
-        cli_print_json(ctx, arr);
-    }
-    else {
-        print_header(ctx);
-        for (size_t i = 0; i < n; i++) {
-            print_row(ctx, &items[i]);
-        }
-    }
+    cli_print_records(ctx, items, n, sizeof(items[0]), tier_record_json, header, print_row);
     sl_free(items);
     return CLI_OK;
 }
@@ -152,7 +143,7 @@ static int tier_set(struct cli_ctx *ctx, int argc, char **argv)
         cli_print_json(ctx, tier_json(&t));
     }
     else {
-        print_header(ctx);
+        fprintf(ctx->out, "%s\n", header);
         print_row(ctx, &t);
     }
     return CLI_OK;
