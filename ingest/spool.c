@@ -1,14 +1,15 @@
 /*
  * The durable disk spool (formats and guarantees in spool.h). This file holds opening and
- * recovery, the append path (one pwritev per group of records, one fdatasync per batch,
- * truncation on failure), the reader (a window over the current segment that also serves
- * the scan at open) and the cursor file. Encoding of payloads and delivery to Kafka or
- * ClickHouse are the callers' jobs.
+ * recovery (lock, cursor, segment list, the scan that counts records and drops a torn
+ * tail), the append path (one pwritev per group of records, one fdatasync per batch,
+ * truncation on failure), the reader, and committing the cursor file. The byte formats and
+ * the read window that walks a segment live in spool_scan.c. Encoding of payloads and
+ * delivery to Kafka or ClickHouse are the callers' jobs.
  *
  * Record counting: "units" are records whose header checks out, whether or not their
  * payload does. The scan at open and the reader count them with the same function
- * (next_unit), so records_pending = units found or appended - units committed stays exact
- * across reads, rewinds and reopens.
+ * (ingest_spool_scan_next_unit), so records_pending = units found or appended - units
+ * committed stays exact across reads, rewinds and reopens.
  */
 #include "spool.h"
 
@@ -26,134 +27,17 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "alloc.h"
 #include "log.h"
+#include "spool_int.h"
 
 #define COMPONENT "spool"
 
 #define HDR INGEST_SPOOL_RECORD_HEADER_BYTES
-#define REC_MAGIC 0x50534c53u    /* "SLSP" in file order */
-#define CURSOR_MAGIC 0x55434c53u /* "SLCU" in file order */
-#define CURSOR_VERSION 1u
-#define CURSOR_BYTES 28
 #define CURSOR_NAME "cursor"
 #define CURSOR_TMP_NAME "cursor.tmp"
-#define SEG_NAME_BYTES 32        /* "seg-" + 16 digits + ".spool" + NUL fits */
-#define WINDOW_BYTES (1u << 20)  /* reader's read-ahead */
 #define GROUP_RECORDS 64         /* records per pwritev: 2 iovecs each, far below IOV_MAX */
-
-struct seg {
-    uint64_t seq;
-    uint64_t bytes; /* durable bytes: only grows after an append's fdatasync succeeded */
-};
-
-/* Read-ahead over one segment, used by the open scan and then by the reader thread. Bytes
- * in it lie below the segment's durable size when read, and those never change. */
-struct window {
-    int fd;             /* read-only descriptor of segment seq; -1 when none */
-    uint64_t seq;
-    unsigned char *buf;
-    size_t cap;
-    uint64_t off;       /* file offset of buf[0] */
-    size_t len;         /* valid bytes in buf */
-};
-
-struct ingest_spool {
-    char *dir;
-    int dir_fd;             /* holds the flock; base of every *at call */
-    uint64_t max_bytes;
-    uint64_t segment_bytes;
-    bool has_sync;          /* lock and cond initialised */
-
-    pthread_mutex_t lock;
-    pthread_cond_t appended; /* signalled after each successful append */
-    /* Guarded by lock. */
-    struct seg *segs;       /* oldest first; the last one is being written */
-    size_t n_segs;
-    size_t cap_segs;
-    int cur_fd;             /* write descriptor of segs[n_segs - 1] */
-    uint64_t disk_bytes;
-    uint64_t total_units;   /* units found at open plus units appended since */
-    uint64_t committed_units;
-    bool is_failed;         /* a failed append could not be undone */
-    enum ingest_spool_fault fault;
-    struct ingest_spool_stats stats; /* counters only; sizes are filled in by _stats */
-
-    /* Reader thread only (and open, before the reader exists). committed is written under
-     * lock too, so the two never disagree for stats. */
-    struct ingest_spool_pos committed;
-    struct ingest_spool_pos read_pos;
-    struct ingest_spool_pos high_pos; /* furthest read end; corruption before it was counted */
-    uint64_t read_units;
-    struct window win;
-};
-
-enum unit_kind {
-    UNIT_END,     /* nothing left before the end */
-    UNIT_RECORD,  /* a whole, valid record */
-    UNIT_CORRUPT, /* header valid, payload checksum wrong: skipped by its length */
-    UNIT_GARBAGE, /* bytes that hold no valid header, up to the next valid record or end */
-};
-
-struct unit {
-    enum unit_kind kind;
-    uint64_t off;                 /* where the unit starts */
-    uint64_t next;                /* where the next one starts */
-    uint32_t len;                 /* payload bytes (RECORD, CORRUPT) */
-    const unsigned char *payload; /* RECORD: into the window, valid until it moves */
-};
-
-/* ---- encoding ---- */
-
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (unsigned char)(v >> (8 * i));
-    }
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (unsigned char)(v >> (8 * i));
-    }
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
-static uint32_t crc_of(const void *p, size_t n)
-{
-    return (uint32_t)crc32_z(0L, n > 0 ? p : Z_NULL, n);
-}
-
-static void encode_header(unsigned char *h, const void *payload, uint32_t len)
-{
-    put_u32(h, REC_MAGIC);
-    put_u32(h + 4, len);
-    put_u32(h + 8, crc_of(payload, len));
-    put_u32(h + 12, crc_of(h, 12));
-}
-
-/* Whether h is a valid header; fills the payload length and checksum when it is. */
-static bool decode_header(const unsigned char *h, uint32_t *len, uint32_t *payload_crc)
-{
-    if (get_u32(h) != REC_MAGIC || get_u32(h + 12) != crc_of(h, 12)) {
-        return false;
-    }
-    *len = get_u32(h + 4);
-    *payload_crc = get_u32(h + 8);
-    return *len <= INGEST_SPOOL_RECORD_MAX_BYTES;
-}
 
 static int pos_cmp(struct ingest_spool_pos a, struct ingest_spool_pos b)
 {
@@ -166,32 +50,8 @@ static int pos_cmp(struct ingest_spool_pos a, struct ingest_spool_pos b)
     return 0;
 }
 
-static void seg_name(char *buf, uint64_t seq)
-{
-    snprintf(buf, SEG_NAME_BYTES, "seg-%016" PRIu64 ".spool", seq);
-}
-
-/* Parses "seg-<16 digits>.spool"; false for any other name. */
-static bool parse_seg_name(const char *name, uint64_t *seq)
-{
-    uint64_t v = 0;
-
-    if (strlen(name) != 26 || strncmp(name, "seg-", 4) != 0 || strcmp(name + 20, ".spool") != 0) {
-        return false;
-    }
-    for (int i = 4; i < 20; i++) {
-        if (name[i] < '0' || name[i] > '9') {
-            return false;
-        }
-        v = v * 10 + (uint64_t)(name[i] - '0');
-    }
-    *seq = v;
-    return true;
-}
-
-/* Fills err with "what dir/name: strerror(errno)" and returns SL_EIO. */
-static int io_fail(struct ingest_spool *sp, const char *what, const char *name,
-                   struct sl_err *err)
+int ingest_spool_io_fail(struct ingest_spool *sp, const char *what, const char *name,
+                         struct sl_err *err)
 {
     int e = errno;
 
@@ -201,168 +61,16 @@ static int io_fail(struct ingest_spool *sp, const char *what, const char *name,
 static int sync_dir(struct ingest_spool *sp, struct sl_err *err)
 {
     if (fsync(sp->dir_fd) != 0) {
-        return io_fail(sp, "syncing the folder", ".", err);
+        return ingest_spool_io_fail(sp, "syncing the folder", ".", err);
     }
     return 0;
-}
-
-/* ---- the window ---- */
-
-static void window_close(struct window *w)
-{
-    if (w->fd >= 0) {
-        close(w->fd);
-    }
-    w->fd = -1;
-    w->off = 0;
-    w->len = 0;
-}
-
-static int window_use(struct ingest_spool *sp, uint64_t seq, struct sl_err *err)
-{
-    struct window *w = &sp->win;
-    char name[SEG_NAME_BYTES];
-
-    if (w->fd >= 0 && w->seq == seq) {
-        return 0;
-    }
-    window_close(w);
-    seg_name(name, seq);
-    w->fd = openat(sp->dir_fd, name, O_RDONLY | O_CLOEXEC);
-    if (w->fd < 0) {
-        return io_fail(sp, "opening for reading", name, err);
-    }
-    w->seq = seq;
-    return 0;
-}
-
-/* Makes [off, off + len) of the window's segment readable in w->buf. off + len <= end. */
-static int window_load(struct ingest_spool *sp, uint64_t off, size_t len, uint64_t end,
-                       struct sl_err *err)
-{
-    struct window *w = &sp->win;
-    char name[SEG_NAME_BYTES];
-    size_t want;
-    size_t got = 0;
-    int read_errno = 0;
-
-    if (w->len > 0 && off >= w->off && off - w->off + len <= w->len) {
-        return 0;
-    }
-    if (len > w->cap || w->buf == NULL) {
-        size_t cap = len > WINDOW_BYTES ? len : WINDOW_BYTES;
-        unsigned char *buf = sl_realloc(w->buf, cap);
-
-        if (buf == NULL) {
-            return sl_err_set(err, SL_ENOMEM, "no memory for a %zu-byte spool read buffer", cap);
-        }
-        w->buf = buf;
-        w->cap = cap;
-    }
-    want = end - off < w->cap ? (size_t)(end - off) : w->cap;
-    w->len = 0;
-    while (got < want) {
-        ssize_t n = pread(w->fd, w->buf + got, want - got, (off_t)(off + got));
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            read_errno = n < 0 ? errno : 0;
-            break;
-        }
-        got += (size_t)n;
-    }
-    seg_name(name, w->seq);
-    if (got < len) {
-        if (read_errno != 0) {
-            errno = read_errno;
-            return io_fail(sp, "reading", name, err);
-        }
-        return sl_err_set(err, SL_EIO, "reading %s/%s: the file ends before offset %" PRIu64
-                          " which the spool wrote; was it truncated by hand?", sp->dir, name,
-                          off + len);
-    }
-    w->off = off;
-    w->len = got;
-    return 0;
-}
-
-/* Finds the first offset in [from, end) where a valid record starts (header and payload
- * checksums both good); end when there is none. Slow, but only runs over damage. */
-static int resync(struct ingest_spool *sp, uint64_t from, uint64_t end, uint64_t *next,
-                  struct sl_err *err)
-{
-    struct window *w = &sp->win;
-
-    for (uint64_t p = from; p <= end && end - p >= HDR; p++) {
-        const unsigned char *h;
-        uint32_t len = 0, pcrc = 0;
-        int rc = window_load(sp, p, HDR, end, err);
-
-        if (rc != 0) {
-            return rc;
-        }
-        h = w->buf + (p - w->off);
-        if (h[0] != (REC_MAGIC & 0xff) || !decode_header(h, &len, &pcrc) ||
-            len > end - p - HDR) {
-            continue;
-        }
-        rc = window_load(sp, p, HDR + (size_t)len, end, err);
-        if (rc != 0) {
-            return rc;
-        }
-        if (crc_of(w->buf + (p - w->off) + HDR, len) == pcrc) {
-            *next = p;
-            return 0;
-        }
-    }
-    *next = end;
-    return 0;
-}
-
-/* Reads the unit at off of the window's segment, whose durable size is end. */
-static int next_unit(struct ingest_spool *sp, uint64_t off, uint64_t end, struct unit *u,
-                     struct sl_err *err)
-{
-    struct window *w = &sp->win;
-    uint32_t len = 0, pcrc = 0;
-    int rc;
-
-    u->off = off;
-    u->len = 0;
-    u->payload = NULL;
-    if (off >= end) {
-        u->kind = UNIT_END;
-        u->next = off;
-        return 0;
-    }
-    if (end - off >= HDR) {
-        rc = window_load(sp, off, HDR, end, err);
-        if (rc != 0) {
-            return rc;
-        }
-        if (decode_header(w->buf + (off - w->off), &len, &pcrc) && len <= end - off - HDR) {
-            rc = window_load(sp, off, HDR + (size_t)len, end, err);
-            if (rc != 0) {
-                return rc;
-            }
-            u->len = len;
-            u->next = off + HDR + len;
-            u->payload = w->buf + (off - w->off) + HDR;
-            u->kind = crc_of(u->payload, len) == pcrc ? UNIT_RECORD : UNIT_CORRUPT;
-            return 0;
-        }
-    }
-    u->kind = UNIT_GARBAGE;
-    return resync(sp, off + 1, end, &u->next, err);
 }
 
 /* ---- segments list (callers hold the lock, or run before the reader exists) ---- */
 
 static int segs_reserve(struct ingest_spool *sp, size_t n, struct sl_err *err)
 {
-    struct seg *segs;
+    struct ingest_spool_seg *segs;
     size_t cap;
 
     if (n <= sp->cap_segs) {
@@ -407,7 +115,7 @@ static size_t segs_find(const struct ingest_spool *sp, uint64_t seq)
 
 static int cmp_seg(const void *a, const void *b)
 {
-    const struct seg *x = a, *y = b;
+    const struct ingest_spool_seg *x = a, *y = b;
 
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
@@ -416,17 +124,17 @@ static int cmp_seg(const void *a, const void *b)
  * previous one (all of it durable) is closed. On failure nothing changes. */
 static int segs_start(struct ingest_spool *sp, uint64_t seq, struct sl_err *err)
 {
-    char name[SEG_NAME_BYTES];
+    char name[INGEST_SPOOL_SEG_NAME_BYTES];
     int fd;
     int rc = segs_reserve(sp, sp->n_segs + 1, err);
 
     if (rc != 0) {
         return rc;
     }
-    seg_name(name, seq);
+    ingest_spool_scan_seg_name(name, seq);
     fd = openat(sp->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        return io_fail(sp, "creating", name, err);
+        return ingest_spool_io_fail(sp, "creating", name, err);
     }
     /* Without this, a crash could lose the new name and with it records acknowledged
      * after their own fdatasync. */
@@ -441,7 +149,7 @@ static int segs_start(struct ingest_spool *sp, uint64_t seq, struct sl_err *err)
         close(sp->cur_fd);
     }
     sp->cur_fd = fd;
-    sp->segs[sp->n_segs++] = (struct seg){.seq = seq, .bytes = 0};
+    sp->segs[sp->n_segs++] = (struct ingest_spool_seg){.seq = seq, .bytes = 0};
     return 0;
 }
 
@@ -518,34 +226,31 @@ static int open_dir(struct ingest_spool *sp, struct sl_err *err)
  * ignored, so the whole spool is replayed rather than anything lost. */
 static int load_cursor(struct ingest_spool *sp, bool *has_cursor, struct sl_err *err)
 {
-    unsigned char buf[CURSOR_BYTES + 1];
+    unsigned char buf[INGEST_SPOOL_CURSOR_BYTES + 1];
     ssize_t n;
     int fd;
 
     *has_cursor = false;
     fd = openat(sp->dir_fd, CURSOR_NAME, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        return errno == ENOENT ? 0 : io_fail(sp, "opening", CURSOR_NAME, err);
+        return errno == ENOENT ? 0 : ingest_spool_io_fail(sp, "opening", CURSOR_NAME, err);
     }
     do {
         n = pread(fd, buf, sizeof(buf), 0);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
-        int rc = io_fail(sp, "reading", CURSOR_NAME, err);
+        int rc = ingest_spool_io_fail(sp, "reading", CURSOR_NAME, err);
 
         close(fd);
         return rc;
     }
     close(fd);
-    if (n != CURSOR_BYTES || get_u32(buf) != CURSOR_MAGIC || get_u32(buf + 4) != CURSOR_VERSION ||
-        get_u32(buf + 24) != crc_of(buf, 24)) {
+    if (ingest_spool_scan_decode_cursor(buf, (size_t)n, &sp->committed) != 0) {
         sl_log_warn(COMPONENT, "the cursor file %s/%s is damaged (%zd bytes, bad magic, version "
                     "or checksum); replaying the spool from its oldest segment", sp->dir,
                     CURSOR_NAME, n);
         return 0;
     }
-    sp->committed.seq = get_u64(buf + 8);
-    sp->committed.offset = get_u64(buf + 16);
     *has_cursor = true;
     return 0;
 }
@@ -572,14 +277,14 @@ static int list_segments(struct ingest_spool *sp, struct sl_err *err)
             }
             break;
         }
-        if (!parse_seg_name(e->d_name, &seq)) {
+        if (!ingest_spool_scan_is_seg_name(e->d_name, &seq)) {
             continue;
         }
         rc = segs_reserve(sp, sp->n_segs + 1, err);
         if (rc != 0) {
             break;
         }
-        sp->segs[sp->n_segs++] = (struct seg){.seq = seq, .bytes = 0};
+        sp->segs[sp->n_segs++] = (struct ingest_spool_seg){.seq = seq, .bytes = 0};
     }
     closedir(d);
     if (rc != 0) {
@@ -589,12 +294,12 @@ static int list_segments(struct ingest_spool *sp, struct sl_err *err)
         qsort(sp->segs, sp->n_segs, sizeof(*sp->segs), cmp_seg);
     }
     for (size_t i = 0; i < sp->n_segs; i++) {
-        char name[SEG_NAME_BYTES];
+        char name[INGEST_SPOOL_SEG_NAME_BYTES];
         struct stat st;
 
-        seg_name(name, sp->segs[i].seq);
+        ingest_spool_scan_seg_name(name, sp->segs[i].seq);
         if (fstatat(sp->dir_fd, name, &st, 0) != 0) {
-            return io_fail(sp, "checking", name, err);
+            return ingest_spool_io_fail(sp, "checking", name, err);
         }
         sp->segs[i].bytes = (uint64_t)st.st_size;
         sp->disk_bytes += (uint64_t)st.st_size;
@@ -606,13 +311,13 @@ static int list_segments(struct ingest_spool *sp, struct sl_err *err)
  * between writing the cursor and deleting them leaves them behind). */
 static int place_cursor(struct ingest_spool *sp, bool has_cursor, struct sl_err *err)
 {
-    char name[SEG_NAME_BYTES];
+    char name[INGEST_SPOOL_SEG_NAME_BYTES];
     int rc;
 
     while (has_cursor && sp->n_segs > 0 && sp->segs[0].seq < sp->committed.seq) {
-        seg_name(name, sp->segs[0].seq);
+        ingest_spool_scan_seg_name(name, sp->segs[0].seq);
         if (unlinkat(sp->dir_fd, name, 0) != 0 && errno != ENOENT) {
-            return io_fail(sp, "deleting the committed segment", name, err);
+            return ingest_spool_io_fail(sp, "deleting the committed segment", name, err);
         }
         segs_drop_first(sp);
     }
@@ -634,7 +339,7 @@ static int place_cursor(struct ingest_spool *sp, bool has_cursor, struct sl_err 
         sp->committed = (struct ingest_spool_pos){.seq = sp->segs[0].seq, .offset = 0};
     }
     else if (sp->committed.offset > sp->segs[0].bytes) {
-        seg_name(name, sp->segs[0].seq);
+        ingest_spool_scan_seg_name(name, sp->segs[0].seq);
         sl_log_warn(COMPONENT, "the cursor of %s points at offset %" PRIu64 " of %s, past its "
                     "end (%" PRIu64 "); reading from its end", sp->dir, sp->committed.offset,
                     name, sp->segs[0].bytes);
@@ -647,17 +352,17 @@ static int place_cursor(struct ingest_spool *sp, bool has_cursor, struct sl_err 
  * acknowledged, since append returns only after its fdatasync. */
 static int drop_torn_tail(struct ingest_spool *sp, uint64_t good_end, struct sl_err *err)
 {
-    struct seg *last = &sp->segs[sp->n_segs - 1];
+    struct ingest_spool_seg *last = &sp->segs[sp->n_segs - 1];
     uint64_t dropped = last->bytes - good_end;
-    char name[SEG_NAME_BYTES];
+    char name[INGEST_SPOOL_SEG_NAME_BYTES];
 
-    seg_name(name, last->seq);
+    ingest_spool_scan_seg_name(name, last->seq);
     if (ftruncate(sp->cur_fd, (off_t)good_end) != 0) {
-        return io_fail(sp, "truncating the torn tail of", name, err);
+        return ingest_spool_io_fail(sp, "truncating the torn tail of", name, err);
     }
     sp->stats.fsyncs++;
     if (fdatasync(sp->cur_fd) != 0) {
-        return io_fail(sp, "syncing after truncating", name, err);
+        return ingest_spool_io_fail(sp, "syncing after truncating", name, err);
     }
     sl_log_warn(COMPONENT, "dropped a torn tail of %" PRIu64 " bytes at offset %" PRIu64
                 " of %s/%s (a write cut short by a crash; it was never acknowledged)", dropped,
@@ -678,18 +383,18 @@ static int scan(struct ingest_spool *sp, struct sl_err *err)
         uint64_t off = i == 0 ? sp->committed.offset : 0;
         uint64_t good_end = off;
         uint64_t good_units = units;
-        struct unit u;
+        struct ingest_spool_unit u;
 
-        rc = window_use(sp, sp->segs[i].seq, err);
+        rc = ingest_spool_scan_window_use(sp, sp->segs[i].seq, err);
         while (rc == 0) {
-            rc = next_unit(sp, off, sp->segs[i].bytes, &u, err);
-            if (rc != 0 || u.kind == UNIT_END) {
+            rc = ingest_spool_scan_next_unit(sp, off, sp->segs[i].bytes, &u, err);
+            if (rc != 0 || u.kind == INGEST_SPOOL_UNIT_END) {
                 break;
             }
-            if (u.kind != UNIT_GARBAGE) {
+            if (u.kind != INGEST_SPOOL_UNIT_GARBAGE) {
                 units++;
             }
-            if (u.kind == UNIT_RECORD) {
+            if (u.kind == INGEST_SPOOL_UNIT_RECORD) {
                 good_end = u.next;
                 good_units = units;
             }
@@ -701,7 +406,7 @@ static int scan(struct ingest_spool *sp, struct sl_err *err)
         }
     }
     /* The window may hold the dropped tail, which appends will overwrite. */
-    window_close(&sp->win);
+    ingest_spool_scan_window_close(&sp->win);
     sp->total_units = units;
     return rc;
 }
@@ -736,7 +441,7 @@ int ingest_spool_open(struct ingest_spool **out, const char *dir, uint64_t max_b
                       uint64_t segment_bytes, struct sl_err *err)
 {
     struct ingest_spool *sp = NULL;
-    char name[SEG_NAME_BYTES];
+    char name[INGEST_SPOOL_SEG_NAME_BYTES];
     bool has_cursor = false;
     int rc;
 
@@ -785,10 +490,10 @@ int ingest_spool_open(struct ingest_spool **out, const char *dir, uint64_t max_b
         goto fail;
     }
     if (sp->cur_fd < 0) {
-        seg_name(name, sp->segs[sp->n_segs - 1].seq);
+        ingest_spool_scan_seg_name(name, sp->segs[sp->n_segs - 1].seq);
         sp->cur_fd = openat(sp->dir_fd, name, O_WRONLY | O_CLOEXEC);
         if (sp->cur_fd < 0) {
-            rc = io_fail(sp, "opening for writing", name, err);
+            rc = ingest_spool_io_fail(sp, "opening for writing", name, err);
             goto fail;
         }
     }
@@ -813,7 +518,7 @@ void ingest_spool_close(struct ingest_spool *sp)
     if (sp == NULL) {
         return;
     }
-    window_close(&sp->win);
+    ingest_spool_scan_window_close(&sp->win);
     sl_free(sp->win.buf);
     if (sp->cur_fd >= 0) {
         close(sp->cur_fd);
@@ -907,9 +612,9 @@ static int append_locked(struct ingest_spool *sp, const struct iovec *recs,
                          const unsigned char *hdrs, size_t n, uint64_t need, struct sl_err *err)
 {
     enum ingest_spool_fault fault = sp->fault;
-    char name[SEG_NAME_BYTES];
+    char name[INGEST_SPOOL_SEG_NAME_BYTES];
     const char *what = NULL;
-    struct seg *cur;
+    struct ingest_spool_seg *cur;
     uint64_t pre;
     int rc;
 
@@ -936,7 +641,7 @@ static int append_locked(struct ingest_spool *sp, const struct iovec *recs,
         cur = &sp->segs[sp->n_segs - 1];
     }
     pre = cur->bytes;
-    seg_name(name, cur->seq);
+    ingest_spool_scan_seg_name(name, cur->seq);
     if (write_records(sp->cur_fd, recs, hdrs, n, pre, fault) != 0) {
         what = "writing";
     }
@@ -1006,7 +711,8 @@ int ingest_spool_append(struct ingest_spool *sp, const struct iovec *recs, size_
     }
     /* Checksums are computed before taking the lock so appends only queue for the I/O. */
     for (size_t i = 0; i < n; i++) {
-        encode_header(hdrs + i * HDR, recs[i].iov_base, (uint32_t)recs[i].iov_len);
+        ingest_spool_scan_encode_header(hdrs + i * HDR, recs[i].iov_base,
+                                        (uint32_t)recs[i].iov_len);
     }
     pthread_mutex_lock(&sp->lock);
     rc = append_locked(sp, recs, hdrs, n, need, err);
@@ -1109,10 +815,10 @@ static void locate(struct ingest_spool *sp, struct ingest_spool_pos *pos, uint64
 }
 
 /* Counts a skipped corrupt unit the first time the reader passes it and logs a sample. */
-static void note_corrupt(struct ingest_spool *sp, const struct unit *u)
+static void note_corrupt(struct ingest_spool *sp, const struct ingest_spool_unit *u)
 {
     struct ingest_spool_pos at = {.seq = sp->win.seq, .offset = u->off};
-    char name[SEG_NAME_BYTES];
+    char name[INGEST_SPOOL_SEG_NAME_BYTES];
     uint64_t n;
 
     if (pos_cmp(at, sp->high_pos) < 0) {
@@ -1124,8 +830,8 @@ static void note_corrupt(struct ingest_spool *sp, const struct unit *u)
     if ((n & (n - 1)) != 0) {
         return;
     }
-    seg_name(name, at.seq);
-    if (u->kind == UNIT_CORRUPT) {
+    ingest_spool_scan_seg_name(name, at.seq);
+    if (u->kind == INGEST_SPOOL_UNIT_CORRUPT) {
         sl_log_warn(COMPONENT, "skipped a %" PRIu32 "-byte record with a bad checksum at "
                     "offset %" PRIu64 " of %s/%s (%" PRIu64 " corrupt so far; logged at "
                     "powers of two)", u->len, u->off, sp->dir, name, n);
@@ -1145,7 +851,7 @@ int ingest_spool_read(struct ingest_spool *sp, struct ingest_spool_batch *batch,
     uint64_t end = 0;
     bool is_sealed = false;
     size_t off = 0;
-    struct unit u;
+    struct ingest_spool_unit u;
     int rc = 0;
 
     batch->n = 0;
@@ -1160,14 +866,14 @@ int ingest_spool_read(struct ingest_spool *sp, struct ingest_spool_batch *batch,
                 break;
             }
         }
-        rc = window_use(sp, pos.seq, err);
+        rc = ingest_spool_scan_window_use(sp, pos.seq, err);
         if (rc == 0) {
-            rc = next_unit(sp, pos.offset, end, &u, err);
+            rc = ingest_spool_scan_next_unit(sp, pos.offset, end, &u, err);
         }
         if (rc != 0) {
             break;
         }
-        if (u.kind == UNIT_RECORD) {
+        if (u.kind == INGEST_SPOOL_UNIT_RECORD) {
             if (batch->n > 0 && batch->_buf_used + u.len > max_bytes) {
                 break;
             }
@@ -1179,7 +885,7 @@ int ingest_spool_read(struct ingest_spool *sp, struct ingest_spool_batch *batch,
         }
         else {
             note_corrupt(sp, &u);
-            units += u.kind == UNIT_CORRUPT;
+            units += u.kind == INGEST_SPOOL_UNIT_CORRUPT;
         }
         pos.offset = u.next;
     }
@@ -1208,19 +914,15 @@ int ingest_spool_read(struct ingest_spool *sp, struct ingest_spool_batch *batch,
 /* Replaces the cursor file: write a temporary, sync it, rename it over, sync the folder. */
 static int write_cursor(struct ingest_spool *sp, struct ingest_spool_pos pos, struct sl_err *err)
 {
-    unsigned char buf[CURSOR_BYTES];
+    unsigned char buf[INGEST_SPOOL_CURSOR_BYTES];
     size_t done = 0;
     int fd;
     int rc = 0;
 
-    put_u32(buf, CURSOR_MAGIC);
-    put_u32(buf + 4, CURSOR_VERSION);
-    put_u64(buf + 8, pos.seq);
-    put_u64(buf + 16, pos.offset);
-    put_u32(buf + 24, crc_of(buf, 24));
+    ingest_spool_scan_encode_cursor(buf, pos);
     fd = openat(sp->dir_fd, CURSOR_TMP_NAME, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
-        return io_fail(sp, "creating", CURSOR_TMP_NAME, err);
+        return ingest_spool_io_fail(sp, "creating", CURSOR_TMP_NAME, err);
     }
     while (done < sizeof(buf) && rc == 0) {
         ssize_t n = write(fd, buf + done, sizeof(buf) - done);
@@ -1229,18 +931,18 @@ static int write_cursor(struct ingest_spool *sp, struct ingest_spool_pos pos, st
             continue;
         }
         if (n <= 0) {
-            rc = io_fail(sp, "writing", CURSOR_TMP_NAME, err);
+            rc = ingest_spool_io_fail(sp, "writing", CURSOR_TMP_NAME, err);
         }
         else {
             done += (size_t)n;
         }
     }
     if (rc == 0 && fdatasync(fd) != 0) {
-        rc = io_fail(sp, "syncing", CURSOR_TMP_NAME, err);
+        rc = ingest_spool_io_fail(sp, "syncing", CURSOR_TMP_NAME, err);
     }
     close(fd);
     if (rc == 0 && renameat(sp->dir_fd, CURSOR_TMP_NAME, sp->dir_fd, CURSOR_NAME) != 0) {
-        rc = io_fail(sp, "renaming " CURSOR_TMP_NAME " over", CURSOR_NAME, err);
+        rc = ingest_spool_io_fail(sp, "renaming " CURSOR_TMP_NAME " over", CURSOR_NAME, err);
     }
     if (rc == 0) {
         rc = sync_dir(sp, err);
@@ -1252,7 +954,7 @@ int ingest_spool_commit(struct ingest_spool *sp, const struct ingest_spool_batch
                         struct sl_err *err)
 {
     struct ingest_spool_pos pos = batch->end;
-    char name[SEG_NAME_BYTES] = "";
+    char name[INGEST_SPOOL_SEG_NAME_BYTES] = "";
     int unlink_errno = 0;
     int c = pos_cmp(pos, sp->committed);
     int rc;
@@ -1272,7 +974,7 @@ int ingest_spool_commit(struct ingest_spool *sp, const struct ingest_spool_batch
     }
     if (sp->win.fd >= 0 && sp->win.seq < pos.seq) {
         /* Let go of a segment about to be deleted so its space is freed now. */
-        window_close(&sp->win);
+        ingest_spool_scan_window_close(&sp->win);
     }
     if (pos_cmp(sp->read_pos, pos) < 0) {
         /* Committed after a rewind: no need to read those records again. */
@@ -1284,7 +986,7 @@ int ingest_spool_commit(struct ingest_spool *sp, const struct ingest_spool_batch
     sp->committed = pos;
     sp->committed_units = batch->_end_units;
     while (sp->n_segs > 1 && sp->segs[0].seq < pos.seq) {
-        seg_name(name, sp->segs[0].seq);
+        ingest_spool_scan_seg_name(name, sp->segs[0].seq);
         if (unlinkat(sp->dir_fd, name, 0) != 0 && errno != ENOENT) {
             unlink_errno = errno;
             break;

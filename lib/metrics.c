@@ -3,76 +3,28 @@
  * series in a list in creation order (for rendering) and in a chained hash table keyed by
  * label values (for lookup). One mutex per registry guards both lists and the tables;
  * series values are C11 atomics updated without it. Doubles are stored as their bits in
- * atomic 64-bit words and updated with compare-and-swap.
+ * atomic 64-bit words and updated with compare-and-swap. Reads of a series, histogram
+ * quantiles included, are here too; turning the registry into Prometheus text or JSON is
+ * metrics_render.c's.
  */
 #include "metrics.h"
 
-#include <inttypes.h>
-#include <jansson.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "metrics_int.h"
 
 #define INITIAL_TABLE_SIZE 8
-#define NUM_MAX_BYTES 32
-
-enum kind {
-    KIND_COUNTER,
-    KIND_GAUGE,
-    KIND_HISTOGRAM,
-};
-
-static const char *const kind_names[] = {"counter", "gauge", "histogram"};
 
 const double sl_metrics_latency_bounds[] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 };
 const size_t sl_metrics_latency_n_bounds =
     sizeof(sl_metrics_latency_bounds) / sizeof(sl_metrics_latency_bounds[0]);
-
-struct sl_metrics_series {
-    enum kind kind;                      /* copy of the family's, read on the hot path */
-    _Atomic uint64_t value;              /* counter: count; gauge: bits of the double */
-    _Atomic uint64_t sum_bits;           /* histogram: bits of the double sum */
-    const double *bounds;                /* histogram: the family's bounds */
-    size_t n_bounds;
-    char **label_values;                 /* family->n_labels strings */
-    uint64_t hash;                       /* of the label values */
-    struct sl_metrics_series *hash_next; /* chain in the family's table */
-    struct sl_metrics_series *next;      /* creation order */
-    _Atomic uint64_t buckets[];          /* histogram: n_bounds + 1 counts, not cumulative */
-};
-
-struct sl_metrics_family {
-    struct sl_metrics *registry;
-    enum kind kind;
-    char *name;
-    char *help;
-    char **label_names;
-    size_t n_labels;
-    double *bounds;
-    size_t n_bounds;
-    struct sl_metrics_series **table; /* table_size chains, a power of two */
-    size_t table_size;
-    struct sl_metrics_series *first;  /* creation order, overflow series not included */
-    struct sl_metrics_series *last;
-    size_t n_series;
-    struct sl_metrics_series *overflow; /* created when the limit is first reached */
-    struct sl_metrics_family *next;
-};
-
-struct sl_metrics {
-    pthread_mutex_t lock; /* guards the family list and every family's series lists */
-    size_t max_series;
-    struct sl_metrics_family *first;
-    struct sl_metrics_family *last;
-};
 
 /* ---- doubles in atomic words ---- */
 
@@ -122,7 +74,7 @@ static bool is_valid_name(const char *name, bool allow_colon)
     return true;
 }
 
-static bool are_valid_labels(enum kind kind, const char *const *names, size_t n)
+static bool are_valid_labels(enum sl_metrics_kind kind, const char *const *names, size_t n)
 {
     if (n > 0 && names == NULL) {
         return false;
@@ -131,7 +83,7 @@ static bool are_valid_labels(enum kind kind, const char *const *names, size_t n)
         if (!is_valid_name(names[i], false) || strncmp(names[i], "__", 2) == 0) {
             return false;
         }
-        if (kind == KIND_HISTOGRAM && strcmp(names[i], "le") == 0) {
+        if (kind == SL_METRICS_KIND_HISTOGRAM && strcmp(names[i], "le") == 0) {
             return false;
         }
         for (size_t j = 0; j < i; j++) {
@@ -157,24 +109,6 @@ static bool are_valid_bounds(const double *bounds, size_t n)
 }
 
 /* ---- registry ---- */
-
-void sl_metrics_text_init(struct sl_metrics_text *text, size_t max_bytes)
-{
-    text->data = NULL;
-    text->len = 0;
-    text->_cap = 0;
-    text->_max = max_bytes;
-}
-
-void sl_metrics_text_fini(struct sl_metrics_text *text)
-{
-    if (text != NULL) {
-        sl_free(text->data);
-        text->data = NULL;
-        text->len = 0;
-        text->_cap = 0;
-    }
-}
 
 int sl_metrics_create_limited(size_t max_series_per_family, struct sl_metrics **out)
 {
@@ -289,7 +223,7 @@ static bool values_equal(const struct sl_metrics_series *s, const char *const *v
 static struct sl_metrics_series *new_series(const struct sl_metrics_family *f,
                                             const char *const *values, uint64_t hash)
 {
-    size_t n_buckets = f->kind == KIND_HISTOGRAM ? f->n_bounds + 1 : 0;
+    size_t n_buckets = f->kind == SL_METRICS_KIND_HISTOGRAM ? f->n_bounds + 1 : 0;
     struct sl_metrics_series *s =
         sl_calloc(1, sizeof(*s) + n_buckets * sizeof(s->buckets[0]));
 
@@ -402,7 +336,7 @@ struct sl_metrics_series *sl_metrics_series_get(struct sl_metrics_family *f,
 
 /* ---- families ---- */
 
-static bool same_shape(const struct sl_metrics_family *f, enum kind kind,
+static bool same_shape(const struct sl_metrics_family *f, enum sl_metrics_kind kind,
                        const char *const *label_names, size_t n_labels, const double *bounds,
                        size_t n_bounds)
 {
@@ -414,7 +348,7 @@ static bool same_shape(const struct sl_metrics_family *f, enum kind kind,
             return false;
         }
     }
-    if (kind == KIND_HISTOGRAM) {
+    if (kind == SL_METRICS_KIND_HISTOGRAM) {
         if (f->n_bounds != n_bounds) {
             return false;
         }
@@ -428,7 +362,7 @@ static bool same_shape(const struct sl_metrics_family *f, enum kind kind,
 }
 
 /* Builds an unregistered family; NULL when memory ran out. */
-static struct sl_metrics_family *new_family(struct sl_metrics *m, enum kind kind,
+static struct sl_metrics_family *new_family(struct sl_metrics *m, enum sl_metrics_kind kind,
                                             const char *name, const char *help,
                                             const char *const *label_names, size_t n_labels,
                                             const double *bounds, size_t n_bounds)
@@ -460,7 +394,7 @@ static struct sl_metrics_family *new_family(struct sl_metrics *m, enum kind kind
             }
         }
     }
-    if (kind == KIND_HISTOGRAM) {
+    if (kind == SL_METRICS_KIND_HISTOGRAM) {
         f->bounds = sl_malloc(n_bounds * sizeof(f->bounds[0]));
         if (f->bounds == NULL) {
             goto fail;
@@ -479,7 +413,7 @@ fail:
     return NULL;
 }
 
-static struct sl_metrics_family *register_family(struct sl_metrics *m, enum kind kind,
+static struct sl_metrics_family *register_family(struct sl_metrics *m, enum sl_metrics_kind kind,
                                                  const char *name, const char *help,
                                                  const char *const *label_names,
                                                  size_t n_labels, const double *bounds,
@@ -489,7 +423,7 @@ static struct sl_metrics_family *register_family(struct sl_metrics *m, enum kind
 
     if (m == NULL || !is_valid_name(name, true) ||
         !are_valid_labels(kind, label_names, n_labels) ||
-        (kind == KIND_HISTOGRAM && !are_valid_bounds(bounds, n_bounds))) {
+        (kind == SL_METRICS_KIND_HISTOGRAM && !are_valid_bounds(bounds, n_bounds))) {
         return NULL;
     }
     pthread_mutex_lock(&m->lock);
@@ -523,14 +457,14 @@ struct sl_metrics_family *sl_metrics_counter(struct sl_metrics *m, const char *n
                                              const char *help, const char *const *label_names,
                                              size_t n_labels)
 {
-    return register_family(m, KIND_COUNTER, name, help, label_names, n_labels, NULL, 0);
+    return register_family(m, SL_METRICS_KIND_COUNTER, name, help, label_names, n_labels, NULL, 0);
 }
 
 struct sl_metrics_family *sl_metrics_gauge(struct sl_metrics *m, const char *name,
                                            const char *help, const char *const *label_names,
                                            size_t n_labels)
 {
-    return register_family(m, KIND_GAUGE, name, help, label_names, n_labels, NULL, 0);
+    return register_family(m, SL_METRICS_KIND_GAUGE, name, help, label_names, n_labels, NULL, 0);
 }
 
 struct sl_metrics_family *sl_metrics_histogram(struct sl_metrics *m, const char *name,
@@ -538,7 +472,7 @@ struct sl_metrics_family *sl_metrics_histogram(struct sl_metrics *m, const char 
                                                const char *const *label_names, size_t n_labels,
                                                const double *bounds, size_t n_bounds)
 {
-    return register_family(m, KIND_HISTOGRAM, name, help, label_names, n_labels, bounds,
+    return register_family(m, SL_METRICS_KIND_HISTOGRAM, name, help, label_names, n_labels, bounds,
                            n_bounds);
 }
 
@@ -546,21 +480,21 @@ struct sl_metrics_family *sl_metrics_histogram(struct sl_metrics *m, const char 
 
 void sl_metrics_counter_add(struct sl_metrics_series *s, uint64_t n)
 {
-    if (s != NULL && s->kind == KIND_COUNTER) {
+    if (s != NULL && s->kind == SL_METRICS_KIND_COUNTER) {
         atomic_fetch_add_explicit(&s->value, n, memory_order_relaxed);
     }
 }
 
 void sl_metrics_gauge_set(struct sl_metrics_series *s, double value)
 {
-    if (s != NULL && s->kind == KIND_GAUGE) {
+    if (s != NULL && s->kind == SL_METRICS_KIND_GAUGE) {
         atomic_store_explicit(&s->value, double_bits(value), memory_order_relaxed);
     }
 }
 
 void sl_metrics_gauge_add(struct sl_metrics_series *s, double delta)
 {
-    if (s != NULL && s->kind == KIND_GAUGE) {
+    if (s != NULL && s->kind == SL_METRICS_KIND_GAUGE) {
         atomic_add_double(&s->value, delta);
     }
 }
@@ -570,7 +504,7 @@ void sl_metrics_histogram_observe(struct sl_metrics_series *s, double value)
     size_t lo = 0;
     size_t hi;
 
-    if (s == NULL || s->kind != KIND_HISTOGRAM || isnan(value)) {
+    if (s == NULL || s->kind != SL_METRICS_KIND_HISTOGRAM || isnan(value)) {
         return;
     }
     /* First bound >= value; n_bounds (the +Inf bucket) when there is none. */
@@ -591,7 +525,7 @@ void sl_metrics_histogram_observe(struct sl_metrics_series *s, double value)
 
 uint64_t sl_metrics_counter_value(const struct sl_metrics_series *s)
 {
-    if (s == NULL || s->kind != KIND_COUNTER) {
+    if (s == NULL || s->kind != SL_METRICS_KIND_COUNTER) {
         return 0;
     }
     return atomic_load_explicit(&s->value, memory_order_relaxed);
@@ -599,17 +533,13 @@ uint64_t sl_metrics_counter_value(const struct sl_metrics_series *s)
 
 double sl_metrics_gauge_value(const struct sl_metrics_series *s)
 {
-    if (s == NULL || s->kind != KIND_GAUGE) {
+    if (s == NULL || s->kind != SL_METRICS_KIND_GAUGE) {
         return 0.0;
     }
     return bits_double(atomic_load_explicit(&s->value, memory_order_relaxed));
 }
 
-/*
- * Reads the cumulative bucket counts into cum (n_bounds + 1 entries) and returns the total.
- * Deriving the count from the buckets keeps +Inf and _count equal while others observe.
- */
-static uint64_t read_cumulative(const struct sl_metrics_series *s, uint64_t *cum)
+uint64_t sl_metrics_series_cumulative(const struct sl_metrics_series *s, uint64_t *cum)
 {
     uint64_t total = 0;
 
@@ -624,22 +554,22 @@ uint64_t sl_metrics_histogram_count(const struct sl_metrics_series *s)
 {
     uint64_t cum[SL_METRICS_MAX_BOUNDS + 1];
 
-    if (s == NULL || s->kind != KIND_HISTOGRAM) {
+    if (s == NULL || s->kind != SL_METRICS_KIND_HISTOGRAM) {
         return 0;
     }
-    return read_cumulative(s, cum);
+    return sl_metrics_series_cumulative(s, cum);
 }
 
 double sl_metrics_histogram_sum(const struct sl_metrics_series *s)
 {
-    if (s == NULL || s->kind != KIND_HISTOGRAM) {
+    if (s == NULL || s->kind != SL_METRICS_KIND_HISTOGRAM) {
         return 0.0;
     }
     return bits_double(atomic_load_explicit(&s->sum_bits, memory_order_relaxed));
 }
 
-static double quantile_of(const struct sl_metrics_series *s, const uint64_t *cum,
-                          uint64_t total, double q)
+double sl_metrics_series_quantile(const struct sl_metrics_series *s, const uint64_t *cum,
+                                  uint64_t total, double q)
 {
     double rank;
     double lower;
@@ -677,364 +607,9 @@ double sl_metrics_histogram_quantile(const struct sl_metrics_series *s, double q
 {
     uint64_t cum[SL_METRICS_MAX_BOUNDS + 1];
 
-    if (s == NULL || s->kind != KIND_HISTOGRAM) {
+    if (s == NULL || s->kind != SL_METRICS_KIND_HISTOGRAM) {
         return NAN;
     }
-    return quantile_of(s, cum, read_cumulative(s, cum), q);
+    return sl_metrics_series_quantile(s, cum, sl_metrics_series_cumulative(s, cum), q);
 }
 
-/* ---- Prometheus text ---- */
-
-/* Formats v so Prometheus (and strtod) read it back exactly: shortest of %.15g..%.17g. */
-static void format_double(double v, char *buf, size_t cap)
-{
-    if (isnan(v)) {
-        snprintf(buf, cap, "NaN");
-        return;
-    }
-    if (isinf(v)) {
-        snprintf(buf, cap, "%s", v > 0 ? "+Inf" : "-Inf");
-        return;
-    }
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(buf, cap, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v) {
-            return;
-        }
-    }
-}
-
-static int text_reserve(struct sl_metrics_text *t, size_t more)
-{
-    size_t need;
-    size_t cap;
-    char *data;
-
-    if (more > t->_max - t->len) {
-        return SL_ENOMEM;
-    }
-    need = t->len + more + 1;
-    if (need <= t->_cap) {
-        return 0;
-    }
-    cap = t->_cap > 0 ? t->_cap : 1024;
-    while (cap < need) {
-        cap *= 2;
-    }
-    if (cap > t->_max + 1) {
-        cap = t->_max + 1;
-    }
-    data = sl_realloc(t->data, cap);
-    if (data == NULL) {
-        return SL_ENOMEM;
-    }
-    t->data = data;
-    t->_cap = cap;
-    return 0;
-}
-
-static int text_append(struct sl_metrics_text *t, const char *s, size_t n)
-{
-    if (text_reserve(t, n) != 0) {
-        return SL_ENOMEM;
-    }
-    memcpy(t->data + t->len, s, n);
-    t->len += n;
-    t->data[t->len] = '\0';
-    return 0;
-}
-
-static int text_puts(struct sl_metrics_text *t, const char *s)
-{
-    return text_append(t, s, strlen(s));
-}
-
-/* Appends s escaped: backslash and newline always, double quote when in a label value. */
-static int text_escaped(struct sl_metrics_text *t, const char *s, bool is_label_value)
-{
-    for (const char *p = s; *p != '\0'; p++) {
-        const char *esc = NULL;
-        int rc;
-
-        if (*p == '\\') {
-            esc = "\\\\";
-        }
-        else if (*p == '\n') {
-            esc = "\\n";
-        }
-        else if (*p == '"' && is_label_value) {
-            esc = "\\\"";
-        }
-        rc = esc != NULL ? text_puts(t, esc) : text_append(t, p, 1);
-        if (rc != 0) {
-            return rc;
-        }
-    }
-    return 0;
-}
-
-/* Appends `{a="x",b="y"[,le="..."]}`; nothing when there are no labels and no le. */
-static int text_labels(struct sl_metrics_text *t, const struct sl_metrics_family *f,
-                       const struct sl_metrics_series *s, const char *le)
-{
-    int rc = 0;
-
-    if (f->n_labels == 0 && le == NULL) {
-        return 0;
-    }
-    rc = text_puts(t, "{");
-    for (size_t i = 0; rc == 0 && i < f->n_labels; i++) {
-        rc = text_puts(t, i > 0 ? "," : "");
-        rc = rc != 0 ? rc : text_puts(t, f->label_names[i]);
-        rc = rc != 0 ? rc : text_puts(t, "=\"");
-        rc = rc != 0 ? rc : text_escaped(t, s->label_values[i], true);
-        rc = rc != 0 ? rc : text_puts(t, "\"");
-    }
-    if (rc == 0 && le != NULL) {
-        rc = text_puts(t, f->n_labels > 0 ? ",le=\"" : "le=\"");
-        rc = rc != 0 ? rc : text_puts(t, le);
-        rc = rc != 0 ? rc : text_puts(t, "\"");
-    }
-    return rc != 0 ? rc : text_puts(t, "}");
-}
-
-/* Appends one sample line: name+suffix, labels, a space, the value and a newline. */
-static int text_sample(struct sl_metrics_text *t, const struct sl_metrics_family *f,
-                       const struct sl_metrics_series *s, const char *suffix, const char *le,
-                       const char *value)
-{
-    int rc = text_puts(t, f->name);
-
-    rc = rc != 0 ? rc : text_puts(t, suffix);
-    rc = rc != 0 ? rc : text_labels(t, f, s, le);
-    rc = rc != 0 ? rc : text_puts(t, " ");
-    rc = rc != 0 ? rc : text_puts(t, value);
-    return rc != 0 ? rc : text_puts(t, "\n");
-}
-
-static int text_series(struct sl_metrics_text *t, const struct sl_metrics_family *f,
-                       const struct sl_metrics_series *s)
-{
-    uint64_t cum[SL_METRICS_MAX_BOUNDS + 1];
-    char num[NUM_MAX_BYTES];
-    char le[NUM_MAX_BYTES];
-    uint64_t total;
-    int rc = 0;
-
-    switch (f->kind) {
-    case KIND_COUNTER:
-        snprintf(num, sizeof(num), "%" PRIu64, sl_metrics_counter_value(s));
-        return text_sample(t, f, s, "", NULL, num);
-    case KIND_GAUGE:
-        format_double(sl_metrics_gauge_value(s), num, sizeof(num));
-        return text_sample(t, f, s, "", NULL, num);
-    case KIND_HISTOGRAM:
-        total = read_cumulative(s, cum);
-        for (size_t i = 0; rc == 0 && i <= f->n_bounds; i++) {
-            format_double(i < f->n_bounds ? f->bounds[i] : INFINITY, le, sizeof(le));
-            snprintf(num, sizeof(num), "%" PRIu64, cum[i]);
-            rc = text_sample(t, f, s, "_bucket", le, num);
-        }
-        format_double(sl_metrics_histogram_sum(s), num, sizeof(num));
-        rc = rc != 0 ? rc : text_sample(t, f, s, "_sum", NULL, num);
-        snprintf(num, sizeof(num), "%" PRIu64, total);
-        return rc != 0 ? rc : text_sample(t, f, s, "_count", NULL, num);
-    }
-    return 0;
-}
-
-static int text_family(struct sl_metrics_text *t, const struct sl_metrics_family *f)
-{
-    int rc = text_puts(t, "# HELP ");
-
-    rc = rc != 0 ? rc : text_puts(t, f->name);
-    rc = rc != 0 ? rc : text_puts(t, " ");
-    rc = rc != 0 ? rc : text_escaped(t, f->help, false);
-    rc = rc != 0 ? rc : text_puts(t, "\n# TYPE ");
-    rc = rc != 0 ? rc : text_puts(t, f->name);
-    rc = rc != 0 ? rc : text_puts(t, " ");
-    rc = rc != 0 ? rc : text_puts(t, kind_names[f->kind]);
-    rc = rc != 0 ? rc : text_puts(t, "\n");
-    for (const struct sl_metrics_series *s = f->first; rc == 0 && s != NULL; s = s->next) {
-        rc = text_series(t, f, s);
-    }
-    if (rc == 0 && f->overflow != NULL) {
-        rc = text_series(t, f, f->overflow);
-    }
-    return rc;
-}
-
-int sl_metrics_render_prometheus(struct sl_metrics *m, struct sl_metrics_text *out)
-{
-    int rc;
-
-    out->len = 0;
-    /* An empty registry still yields a valid, empty string. */
-    rc = text_append(out, "", 0);
-    pthread_mutex_lock(&m->lock);
-    for (const struct sl_metrics_family *f = m->first; rc == 0 && f != NULL; f = f->next) {
-        rc = text_family(out, f);
-    }
-    pthread_mutex_unlock(&m->lock);
-    if (rc != 0) {
-        out->len = 0;
-        if (out->data != NULL) {
-            out->data[0] = '\0';
-        }
-    }
-    return rc;
-}
-
-/* ---- JSON ---- */
-
-/* A JSON number, or null when v is not finite (JSON has no NaN or infinities). */
-static json_t *json_number(double v)
-{
-    return isfinite(v) ? json_real(v) : json_null();
-}
-
-static json_t *json_count(uint64_t v)
-{
-    return v <= (uint64_t)INT64_MAX ? json_integer((json_int_t)v) : json_real((double)v);
-}
-
-static json_t *json_labels(const struct sl_metrics_family *f,
-                           const struct sl_metrics_series *s)
-{
-    json_t *labels = json_object();
-
-    for (size_t i = 0; labels != NULL && i < f->n_labels; i++) {
-        if (json_object_set_new(labels, f->label_names[i],
-                                json_string(s->label_values[i])) != 0) {
-            json_decref(labels);
-            labels = NULL;
-        }
-    }
-    return labels;
-}
-
-/* Adds the histogram fields of s to obj; returns 0 or -1 (obj is freed by the caller). */
-static int json_histogram(json_t *obj, const struct sl_metrics_family *f,
-                          const struct sl_metrics_series *s)
-{
-    static const struct {
-        const char *key;
-        double q;
-    } quantiles[] = {{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}};
-    uint64_t cum[SL_METRICS_MAX_BOUNDS + 1];
-    uint64_t total = read_cumulative(s, cum);
-    json_t *buckets = NULL;
-
-    if (json_object_set_new(obj, "count", json_count(total)) != 0 ||
-        json_object_set_new(obj, "sum", json_number(sl_metrics_histogram_sum(s))) != 0) {
-        return -1;
-    }
-    /* Made only now: json_object_set_new takes it even when it fails. */
-    buckets = json_array();
-    if (json_object_set_new(obj, "buckets", buckets) != 0) {
-        return -1;
-    }
-    for (size_t i = 0; i <= f->n_bounds; i++) {
-        json_t *b = json_object();
-
-        if (json_array_append_new(buckets, b) != 0 ||
-            json_object_set_new(b, "le", i < f->n_bounds ? json_real(f->bounds[i])
-                                                          : json_string("+Inf")) != 0 ||
-            json_object_set_new(b, "count", json_count(cum[i])) != 0) {
-            return -1;
-        }
-    }
-    for (size_t i = 0; i < sizeof(quantiles) / sizeof(quantiles[0]); i++) {
-        double v = quantile_of(s, cum, total, quantiles[i].q);
-
-        if (json_object_set_new(obj, quantiles[i].key, json_number(v)) != 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static json_t *json_series(const struct sl_metrics_family *f,
-                           const struct sl_metrics_series *s)
-{
-    json_t *obj = json_object();
-    int rc = 0;
-
-    if (json_object_set_new(obj, "labels", json_labels(f, s)) != 0) {
-        json_decref(obj);
-        return NULL;
-    }
-    switch (f->kind) {
-    case KIND_COUNTER:
-        rc = json_object_set_new(obj, "value", json_count(sl_metrics_counter_value(s)));
-        break;
-    case KIND_GAUGE:
-        rc = json_object_set_new(obj, "value", json_number(sl_metrics_gauge_value(s)));
-        break;
-    case KIND_HISTOGRAM:
-        rc = json_histogram(obj, f, s);
-        break;
-    }
-    if (rc != 0) {
-        json_decref(obj);
-        return NULL;
-    }
-    return obj;
-}
-
-static json_t *json_family(const struct sl_metrics_family *f)
-{
-    json_t *obj = json_object();
-    json_t *series = NULL;
-
-    if (json_object_set_new(obj, "type", json_string(kind_names[f->kind])) != 0 ||
-        json_object_set_new(obj, "help", json_string(f->help)) != 0) {
-        json_decref(obj);
-        return NULL;
-    }
-    /* Made only now: json_object_set_new takes it even when it fails. */
-    series = json_array();
-    if (json_object_set_new(obj, "series", series) != 0) {
-        json_decref(obj);
-        return NULL;
-    }
-    for (const struct sl_metrics_series *s = f->first; s != NULL; s = s->next) {
-        if (json_array_append_new(series, json_series(f, s)) != 0) {
-            json_decref(obj);
-            return NULL;
-        }
-    }
-    if (f->overflow != NULL && json_array_append_new(series, json_series(f, f->overflow)) != 0) {
-        json_decref(obj);
-        return NULL;
-    }
-    return obj;
-}
-
-int sl_metrics_render_json(struct sl_metrics *m, char **out_json)
-{
-    json_t *root = json_object();
-    int rc = 0;
-
-    *out_json = NULL;
-    if (root == NULL) {
-        return SL_ENOMEM;
-    }
-    pthread_mutex_lock(&m->lock);
-    for (const struct sl_metrics_family *f = m->first; rc == 0 && f != NULL; f = f->next) {
-        if (json_object_set_new(root, f->name, json_family(f)) != 0) {
-            rc = SL_ENOMEM;
-        }
-    }
-    pthread_mutex_unlock(&m->lock);
-    if (rc == 0) {
-        /* json_dumps allocates with jansson's allocator: malloc, or sl_malloc once
-         * sl_alloc_init_jansson ran; sl_free releases either. */
-        *out_json = json_dumps(root, JSON_COMPACT);
-        if (*out_json == NULL) {
-            rc = SL_ENOMEM;
-        }
-    }
-    json_decref(root);
-    return rc;
-}
