@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "timefmt.h"
 
 /* The INSERT's columns, in the order encode_row writes them. */
 #define COLUMNS                                                                            \
@@ -257,104 +258,17 @@ static bool parse_uuid(const char *s, size_t len, uint8_t out[16])
     return n == 16;
 }
 
-/* Reads n decimal digits at s into *out. */
-static bool digits(const char *s, size_t n, int64_t *out)
+/* RFC 3339 into microseconds; as RFC 3339 allows, a space may stand for the T. */
+static int parse_time(const char *s, size_t len, int64_t *out_us)
 {
-    int64_t v = 0;
+    char buf[64];
 
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            return false;
-        }
-        v = v * 10 + (s[i] - '0');
+    if (len > 10 && len < sizeof(buf) && s[10] == ' ') {
+        memcpy(buf, s, len);
+        buf[10] = 'T';
+        return sl_timefmt_parse_rfc3339_us(buf, len, out_us, NULL);
     }
-    *out = v;
-    return true;
-}
-
-static bool is_leap(int64_t y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (Howard Hinnant). */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    int64_t era;
-    int64_t yoe;
-    int64_t doy;
-    int64_t doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = y - era * 400;
-    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/*
- * Parses an RFC 3339 time (YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM); 't', 'z' and a
- * space separator accepted) into unix milliseconds, the fraction cut to milliseconds.
- */
-static bool parse_time(const char *s, size_t len, int64_t *out_ms)
-{
-    static const int64_t month_days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int64_t y, mo, d, h, mi, sec, off_h, off_m;
-    int64_t ms = 0;
-    int64_t offset_s = 0;
-    size_t i = 19;
-
-    if (len < 20 || s[4] != '-' || s[7] != '-' || s[13] != ':' || s[16] != ':' ||
-        (s[10] != 'T' && s[10] != 't' && s[10] != ' ')) {
-        return false;
-    }
-    if (!digits(s, 4, &y) || !digits(s + 5, 2, &mo) || !digits(s + 8, 2, &d) ||
-        !digits(s + 11, 2, &h) || !digits(s + 14, 2, &mi) || !digits(s + 17, 2, &sec)) {
-        return false;
-    }
-    if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59) {
-        return false;
-    }
-    if (d > month_days[mo - 1] + (mo == 2 && is_leap(y))) {
-        return false;
-    }
-    if (s[i] == '.') {
-        size_t start = ++i;
-
-        while (i < len && s[i] >= '0' && s[i] <= '9') {
-            if (i - start < 3) {
-                ms = ms * 10 + (s[i] - '0');
-            }
-            i++;
-        }
-        if (i == start) {
-            return false;
-        }
-        for (size_t k = i - start; k < 3; k++) {
-            ms *= 10;
-        }
-    }
-    if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
-        i++;
-    }
-    else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
-        if (!digits(s + i + 1, 2, &off_h) || !digits(s + i + 4, 2, &off_m) || off_h > 23 ||
-            off_m > 59) {
-            return false;
-        }
-        offset_s = (off_h * 3600 + off_m * 60) * (s[i] == '-' ? -1 : 1);
-        i += 6;
-    }
-    else {
-        return false;
-    }
-    if (i != len) {
-        return false;
-    }
-    *out_ms = ((days_from_civil(y, mo, d) * S_PER_DAY + h * 3600 + mi * 60 + sec) - offset_s) *
-              MS_PER_S + ms;
-    return true;
+    return sl_timefmt_parse_rfc3339_us(s, len, out_us, NULL);
 }
 
 /* Reads a required (ts) or optional (received_at) time within the DateTime range. */
@@ -363,16 +277,19 @@ static int get_time(const json_t *obj, const char *key, bool is_required, int64_
 {
     struct text t;
     char q[QUOTE_MAX * 4 + 4];
+    int64_t us = 0;
     int rc = get_text(obj, key, key, is_required, &t, err);
 
     *out_ms = 0;
     if (rc != 0 || t.len == 0) {
         return rc;
     }
-    if (!parse_time(t.s, t.len, out_ms)) {
+    if (parse_time(t.s, t.len, &us) != 0) {
         quote(q, t.s, t.len);
         return sl_err_set(err, SL_EINVAL, "%s: not an RFC 3339 time: '%s'", key, q);
     }
+    /* Floor to milliseconds (times before 1970 are refused just below). */
+    *out_ms = us >= 0 ? us / 1000 : -((-us + 999) / 1000);
     if (*out_ms < 0 || *out_ms > TS_MAX_S * MS_PER_S + 999) {
         quote(q, t.s, t.len);
         return sl_err_set(err, SL_EINVAL, "%s: '%s' is outside 1970-01-01..2105-12-31, the "
