@@ -387,6 +387,8 @@ static void test_rows_times(void)
     expect_ts("1970-01-01T00:00:00Z", 0);
     expect_ts("2105-12-31T23:59:59.999Z", INT64_C(4291747199) * 1000 + 999);
     expect_ts("1970-01-01T01:00:00+01:00", 0);
+    /* A leap second, as RFC 3339 allows and the edge accepts, is the next second. */
+    expect_ts("2026-11-24T09:59:60Z", base);
 
     expect_bad_ts("1969-12-31T23:59:59.999Z", "outside 1970-01-01..2105-12-31");
     expect_bad_ts("2106-01-01T00:00:00Z", "outside");
@@ -396,7 +398,6 @@ static void test_rows_times(void)
     expect_bad_ts("2026-04-31T00:00:00Z", "not an RFC 3339");
     expect_bad_ts("2026-11-24T24:00:00Z", "not an RFC 3339");
     expect_bad_ts("2026-11-24T10:60:00Z", "not an RFC 3339");
-    expect_bad_ts("2026-11-24T10:00:60Z", "not an RFC 3339");
     expect_bad_ts("2026-11-24T10:00:00", "not an RFC 3339");
     expect_bad_ts("2026-11-24T10:00:00.Z", "not an RFC 3339");
     expect_bad_ts("2026-11-24T10:00:00+0200", "not an RFC 3339");
