@@ -9,6 +9,9 @@ import socket, sys
 want = int(sys.argv[1]) if sys.argv[1].isdigit() else 0
 for port in (want, 0) if want else (0,):
     s = socket.socket()
+    # As the servers themselves do: a port whose old connections linger in TIME_WAIT is
+    # free for a new listener, so a restart keeps its port.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("127.0.0.1", port))
     except OSError:

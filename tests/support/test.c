@@ -158,9 +158,14 @@ void test_proc_run(struct test_proc *p, char *const argv[], char *const env[],
         dup2(in_pipe[0], 0);
         dup2(out_pipe[1], 1);
         dup2(err_pipe[1], 2);
+        /* Only 0, 1 and 2 stay open, so a grandchild left running (a server a script
+         * started) cannot hold the pipes open and hang the read below. */
+        close(in_pipe[0]);
         close(in_pipe[1]);
         close(out_pipe[0]);
+        close(out_pipe[1]);
         close(err_pipe[0]);
+        close(err_pipe[1]);
         for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
             putenv(env[i]);
         }
@@ -185,7 +190,8 @@ void test_proc_run(struct test_proc *p, char *const argv[], char *const env[],
         }
     }
     close(in_pipe[1]);
-    /* Both pipes are drained in turn; outputs of CLI runs are small. */
+    /* Both pipes are drained in turn; outputs of CLI runs are small, so stdout cannot
+     * fill while stderr waits. */
     read_all(out_pipe[0], &p->out);
     read_all(err_pipe[0], &p->err);
     close(out_pipe[0]);
