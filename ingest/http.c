@@ -1,5 +1,5 @@
 /*
- * libmicrohttpd glue: one daemon with an internal epoll thread pool, per-request state
+ * libmicrohttpd glue: one daemon with an internal poll() thread pool, per-request state
  * hung on MHD's connection context, bodies collected up to the limit, and answers that
  * may arrive from another thread (the connection is suspended until they do).
  */
@@ -72,7 +72,7 @@ const struct sl_cfg_opt ingest_http_cfg_opts[] = {
              "it is closed, so slow clients cannot hold the edge."},
     {.key = "SLUICE_HTTP_THREADS", .type = SL_CFG_INT, .def = "2", .min = 1, .max = 256,
      .offset = offsetof(struct ingest_http_settings, threads),
-     .desc = "HTTP server threads (each runs an epoll loop)."},
+     .desc = "HTTP server threads (each runs a poll loop)."},
     {.key = "SLUICE_MAX_BODY_BYTES", .type = SL_CFG_BYTES, .def = "1M", .min = 1024,
      .max = 64 * 1024 * 1024, .offset = offsetof(struct ingest_http_settings, max_body_bytes),
      .desc = "Largest request body, raw and after gzip/zstd decoding; larger gets 413."},
@@ -575,7 +575,10 @@ int ingest_http_start(struct ingest_http **out, const struct ingest_http_setting
     struct ingest_http *h = NULL;
     struct sockaddr_storage ss;
     socklen_t ss_len = 0;
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+    /* poll(), not epoll: with suspend/resume under a few hundred connections,
+     * libmicrohttpd 0.9.75's epoll mode left requests unanswered until the idle timeout
+     * (bench/README.md; tests/e2e/test_edge.c test_edge_many_connections_all_answered). */
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                          MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
     const union MHD_DaemonInfo *info;
     int rc;
@@ -604,7 +607,9 @@ int ingest_http_start(struct ingest_http **out, const struct ingest_http_setting
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)s->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)s->idle_timeout_s,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)s->threads,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        /* Headers live in this per-connection pool (bodies are copied out as they arrive);
+         * MHD clears it per request, so smaller is faster. */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_END);

@@ -6,7 +6,11 @@
  */
 #include <curl/curl.h>
 #include <jansson.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <time.h>
 #include <zlib.h>
@@ -640,6 +644,119 @@ static void test_edge_cors_health_stats_metrics(void)
     edge_fini(&e);
 }
 
+/*
+ * 256 keep-alive connections each send 20 single-event POSTs one after another, all at
+ * once; every request must be answered 200, long before the idle timeout. Guards against
+ * requests left suspended forever, as libmicrohttpd's epoll mode did under this load.
+ */
+static void test_edge_many_connections_all_answered(void)
+{
+    enum { N = 256, PER_CONN = 20 };
+    static char bufs[N][1024];
+    struct edge e;
+    int fds[N], left[N];
+    size_t got[N];
+    char req[1024];
+    size_t req_len;
+    int port, n_ok = 0, n_open = N;
+    long deadline;
+    const char *body = "{\"type\":\"click\",\"name\":\"burst\"}";
+
+    edge_init(&e, "SLUICE_HTTP_IDLE_TIMEOUT_S=120", NULL);
+    /* Far above this test's 5120 events, so the rate limit stays out of the way. */
+    {
+        struct sl_store *st = NULL;
+        struct sl_err err;
+
+        ASSERT_OK(sl_store_open(&st, e.db, 1000, &err), &err);
+        ASSERT_OK(sl_store_tenant_set_limits(st, "acme", 1000000, 1000000, -1,
+                                             (int64_t)time(NULL), &err), &err);
+        sl_store_close(st);
+    }
+    edge_start(&e);
+    port = atoi(strrchr(e.base, ':') + 1);
+    req_len = (size_t)snprintf(req, sizeof(req),
+                               "POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                               "Content-Length: %zu\r\n\r\n%s",
+                               e.key, strlen(body), body);
+    for (int i = 0; i < N; i++) {
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        ASSERT_TRUE(fds[i] >= 0);
+        ASSERT_EQ_INT(connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+        got[i] = 0;
+        left[i] = PER_CONN;
+    }
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ_INT(write(fds[i], req, req_len), (long long)req_len);
+    }
+    /* A correctness deadline far above any answer time: a request left suspended would
+     * only be closed by the 120 s idle timeout. */
+    deadline = test_now_ms() + 60000;
+    while (n_open > 0 && test_now_ms() < deadline) {
+        struct pollfd pfds[N];
+        int idx[N];
+        int n = 0;
+
+        for (int i = 0; i < N; i++) {
+            if (fds[i] >= 0) {
+                pfds[n].fd = fds[i];
+                pfds[n].events = POLLIN;
+                idx[n++] = i;
+            }
+        }
+        if (poll(pfds, (nfds_t)n, 100) <= 0) {
+            continue;
+        }
+        for (int k = 0; k < n; k++) {
+            int i = idx[k];
+            char *end;
+            ssize_t r;
+
+            if (!(pfds[k].revents & (POLLIN | POLLHUP | POLLERR))) {
+                continue;
+            }
+            r = read(fds[i], bufs[i] + got[i], sizeof(bufs[i]) - 1 - got[i]);
+            if (r <= 0) {
+                close(fds[i]);
+                fds[i] = -1;
+                n_open--;
+                continue;
+            }
+            got[i] += (size_t)r;
+            bufs[i][got[i]] = '\0';
+            end = strstr(bufs[i], "\"errors\":[]}");
+            if (end == NULL) {
+                continue;
+            }
+            /* One whole answer: count it, then send the next request on this connection. */
+            n_ok += strncmp(bufs[i], "HTTP/1.1 200", 12) == 0 ? 1 : 0;
+            got[i] = 0;
+            if (--left[i] == 0) {
+                close(fds[i]);
+                fds[i] = -1;
+                n_open--;
+            }
+            else {
+                ASSERT_EQ_INT(write(fds[i], req, req_len), (long long)req_len);
+            }
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        if (fds[i] >= 0) {
+            close(fds[i]);
+        }
+    }
+    if (n_ok != N * PER_CONN) {
+        TEST_FAIL("%d of %d keep-alive requests answered 200", n_ok, N * PER_CONN);
+    }
+    test_daemon_stop(&e.d, STOP_MS);
+    edge_fini(&e);
+}
+
 int main(int argc, char **argv)
 {
     static const struct test_case cases[] = {
@@ -650,6 +767,7 @@ int main(int argc, char **argv)
         TEST_CASE(test_edge_auth_paths),
         TEST_CASE(test_edge_rate_limit_and_spool_full),
         TEST_CASE(test_edge_cors_health_stats_metrics),
+        TEST_CASE(test_edge_many_connections_all_answered),
         {NULL, NULL},
     };
     int rc;
