@@ -12,15 +12,36 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cfg.h"
+#include "ch.h"
 #include "err.h"
 #include "store.h"
+
+struct enrich_paths;
+struct enrich_settings;
 
 #define CLI_OK 0
 #define CLI_FAILED 1
 #define CLI_USAGE 2
 
+/* Settings of `sluice dlq` (cmd_dlq.c): where the dead letters are. Strings are owned by
+ * the cfg module. */
+struct cli_dlq_settings {
+    char *kafka_brokers; /* SLUICE_KAFKA_BROKERS; empty: the spool's dead-letter folder */
+    char *dlq_topic;     /* SLUICE_KAFKA_DLQ_TOPIC */
+    char *spool_dir;     /* SLUICE_SPOOL_DIR */
+};
+
+/* The table of struct cli_dlq_settings (the same keys and defaults as sluice-ingest's). */
+extern const struct sl_cfg_opt cli_dlq_cfg_opts[];
+extern const size_t cli_dlq_cfg_n_opts;
+
 struct cli_ctx {
     const struct sl_store_settings *store_settings; /* borrowed */
+    const struct cli_dlq_settings *dlq_settings;    /* borrowed */
+    const struct sl_ch_settings *ch_settings;       /* borrowed */
+    const struct enrich_settings *enrich_settings;  /* borrowed (sluice enrich) */
+    const struct enrich_paths *enrich_paths;        /* borrowed (sluice enrich) */
     struct sl_store *store;                         /* opened by cli_store on first use */
     bool is_json;                                   /* --json: machine-readable output */
     FILE *out;                                      /* results */
@@ -106,5 +127,8 @@ int cli_key_main(struct cli_ctx *ctx, int argc, char **argv);
 int cli_channel_main(struct cli_ctx *ctx, int argc, char **argv);
 int cli_rule_main(struct cli_ctx *ctx, int argc, char **argv);
 int cli_db_main(struct cli_ctx *ctx, int argc, char **argv);
+int cli_enrich_main(struct cli_ctx *ctx, int argc, char **argv);
+int cli_jobs_main(struct cli_ctx *ctx, int argc, char **argv);
+int cli_dlq_main(struct cli_ctx *ctx, int argc, char **argv);
 
 #endif

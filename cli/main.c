@@ -9,7 +9,9 @@
 
 #include "alloc.h"
 #include "cfg.h"
+#include "ch.h"
 #include "cli.h"
+#include "enrich.h"
 #include "log.h"
 #include "store.h"
 
@@ -28,6 +30,9 @@ static const struct command commands[] = {
     {"channel", cli_channel_main, "add, list, remove alert channels"},
     {"rule", cli_rule_main, "add, list, remove alert rules"},
     {"db", cli_db_main, "migrate: upgrade the tenant store's schema"},
+    {"jobs", cli_jobs_main, "list, run, history of the scheduler's jobs"},
+    {"dlq", cli_dlq_main, "list, replay the loader's dead letters"},
+    {"enrich", cli_enrich_main, "what GeoIP/user-agent enrichment stores for an IP and UA"},
 };
 
 static void print_usage(FILE *out)
@@ -43,8 +48,9 @@ static void print_usage(FILE *out)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
     }
     fputs("\nsettings: SLUICE_DB (default sluice.db), SLUICE_DB_BUSY_TIMEOUT_MS,\n"
-          "SLUICE_KEY_ROTATION_GRACE_HOURS, SLUICE_LOG_LEVEL; `--config FILE` reads the same\n"
-          "keys as KEY=VALUE lines and the environment wins.\n",
+          "SLUICE_KEY_ROTATION_GRACE_HOURS, SLUICE_LOG_LEVEL; for dlq SLUICE_KAFKA_BROKERS,\n"
+          "SLUICE_KAFKA_DLQ_TOPIC, SLUICE_SPOOL_DIR and SLUICE_CLICKHOUSE_*. `--config FILE`\n"
+          "reads the same keys as KEY=VALUE lines and the environment wins.\n",
           out);
 }
 
@@ -52,9 +58,18 @@ int main(int argc, char **argv)
 {
     struct sl_log_settings log_settings = {0};
     struct sl_store_settings store_settings = {0};
+    struct sl_ch_settings ch_settings = {0};
+    struct cli_dlq_settings dlq_settings = {0};
+    struct enrich_settings enrich_settings = {0};
+    struct enrich_paths enrich_paths = {0};
     struct sl_cfg_section secs[] = {
         SL_CFG_SECTION("log", sl_log_cfg_opts, sl_log_cfg_n_opts, &log_settings),
         SL_CFG_SECTION("store", sl_store_cfg_opts, sl_store_cfg_n_opts, &store_settings),
+        SL_CFG_SECTION("clickhouse", sl_ch_cfg_opts, sl_ch_cfg_n_opts, &ch_settings),
+        SL_CFG_SECTION("dlq", cli_dlq_cfg_opts, cli_dlq_cfg_n_opts, &dlq_settings),
+        SL_CFG_SECTION("enrich", enrich_cfg_opts, enrich_cfg_n_opts, &enrich_settings),
+        SL_CFG_SECTION("enrich_paths", enrich_paths_cfg_opts, enrich_paths_cfg_n_opts,
+                       &enrich_paths),
     };
     const size_t n_secs = sizeof(secs) / sizeof(secs[0]);
     struct cli_ctx ctx = {.out = stdout, .err = stderr, .now_s = (int64_t)time(NULL)};
@@ -114,6 +129,10 @@ int main(int argc, char **argv)
         store_settings.path = copy;
     }
     ctx.store_settings = &store_settings;
+    ctx.dlq_settings = &dlq_settings;
+    ctx.ch_settings = &ch_settings;
+    ctx.enrich_settings = &enrich_settings;
+    ctx.enrich_paths = &enrich_paths;
     for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
         if (strcmp(argv[i], commands[c].name) == 0) {
             status = commands[c].main(&ctx, argc - i - 1, argv + i + 1);

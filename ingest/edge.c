@@ -37,6 +37,12 @@ struct ingest_edge {
     atomic_uint_least64_t events_accepted;
     atomic_uint_least64_t events_rejected;
     atomic_uint_least64_t by_status[600];
+    /* Set by ingest_edge_drain: from then on every request is refused (the queue is about to
+     * be destroyed), including new requests on kept-alive connections, which quiescing the
+     * listener does not stop. n_handling counts handlers inside on_request, so drain can
+     * wait until none can still reach the queue. */
+    atomic_bool is_draining;
+    atomic_int n_handling;
     pthread_mutex_t stats_lock; /* talkers and reasons */
     struct talker talkers[TOP_TALKERS_MAX];
     size_t n_talkers;
@@ -187,9 +193,19 @@ static int by_events_desc(const void *a, const void *b)
     return x->events < y->events ? 1 : (x->events > y->events ? -1 : 0);
 }
 
+/* "kafka" or "spool", or "none" in a loader-only process. */
+static const char *queue_mode(struct ingest_edge *e)
+{
+    if (e->parts.queue == NULL) {
+        return "none";
+    }
+    return ingest_queue_has_kafka(e->parts.queue) ? "kafka" : "spool";
+}
+
 static json_t *stats_json(struct ingest_edge *e)
 {
     struct ingest_queue_stats qs;
+    json_t *obj;
     struct talker top[TOP_TALKERS_MAX];
     json_t *codes = json_object();
     json_t *reasons = json_object();
@@ -219,15 +235,18 @@ static json_t *stats_json(struct ingest_edge *e)
         json_array_append_new(talkers, json_pack("{s:s, s:I}", "tenant_id", top[i].tenant_id,
                                                  "events", (json_int_t)top[i].events));
     }
-    ingest_queue_stats(e->parts.queue, &qs);
-    return json_pack(
+    memset(&qs, 0, sizeof(qs));
+    if (e->parts.queue != NULL) {
+        ingest_queue_stats(e->parts.queue, &qs);
+    }
+    obj = json_pack(
         "{s:{s:I, s:o, s:I}, s:{s:I, s:I, s:o}, s:{s:s, s:b, s:I, s:I, s:I, s:I}, "
         "s:{s:I, s:I, s:I, s:I, s:I}, s:o}",
         "requests", "total", (json_int_t)atomic_load(&e->requests), "by_status", codes,
         "in_flight", (json_int_t)ingest_http_active(e->http),
         "events", "accepted", (json_int_t)atomic_load(&e->events_accepted), "rejected",
         (json_int_t)atomic_load(&e->events_rejected), "rejected_by_field", reasons,
-        "queue", "mode", ingest_queue_has_kafka(e->parts.queue) ? "kafka" : "spool",
+        "queue", "mode", queue_mode(e),
         "kafka_healthy", qs.is_kafka_healthy, "inflight_events", (json_int_t)qs.inflight_events,
         "kafka_events", (json_int_t)qs.kafka_events, "spooled_events",
         (json_int_t)qs.spooled_events, "replayed_events", (json_int_t)qs.replayed_events,
@@ -236,6 +255,10 @@ static json_t *stats_json(struct ingest_edge *e)
         "corrupt_records", (json_int_t)qs.spool.corrupt_records, "full_rejections",
         (json_int_t)qs.spool.full_rejections,
         "top_talkers", talkers);
+    if (obj != NULL && e->parts.loader != NULL) {
+        json_object_set_new(obj, "loader", ingest_loader_json(e->parts.loader, true));
+    }
+    return obj;
 }
 
 /* ---- POST /ingest ---- */
@@ -467,13 +490,28 @@ static void handle_ingest(struct ingest_edge *e, struct ingest_http_req *req,
 
 /* ---- routing ---- */
 
+static bool loader_is_ok(struct ingest_edge *e)
+{
+    struct ingest_loader_health h;
+
+    if (e->parts.loader == NULL) {
+        return true;
+    }
+    ingest_loader_health(e->parts.loader, &h);
+    return h.state == INGEST_LOADER_OK;
+}
+
 static void handle_health(struct ingest_edge *e, struct ingest_http_req *req,
                           const struct timespec *t0, const char *path)
 {
-    bool is_store_ready = ingest_auth_is_ready(e->parts.auth);
-    bool is_queue_ready = ingest_queue_is_ready(e->parts.queue);
+    /* A loader-only process has neither: it is ready while it runs. The loader's own state
+     * is reported but never turns /health into 503: restarting sluice-ingest does not bring
+     * ClickHouse back, and the edge keeps accepting events meanwhile. */
+    bool is_store_ready = e->parts.auth == NULL || ingest_auth_is_ready(e->parts.auth);
+    bool is_queue_ready = e->parts.queue == NULL || ingest_queue_is_ready(e->parts.queue);
     bool is_ready = is_store_ready && is_queue_ready;
     struct ingest_queue_stats qs;
+    json_t *obj;
 
     if (strcmp(path, "/health/live") == 0) {
         answer_json(e, req, t0, 200, json_pack("{s:s}", "status", "ok"), NULL);
@@ -487,20 +525,23 @@ static void handle_health(struct ingest_edge *e, struct ingest_http_req *req,
                     NULL);
         return;
     }
-    ingest_queue_stats(e->parts.queue, &qs);
-    answer_json(e, req, t0, is_ready ? 200 : 503,
-                json_pack("{s:s, s:s, s:b, s:b, s:b, s:I}", "status",
-                          is_ready ? "ok" : "degraded", "queue",
-                          ingest_queue_has_kafka(e->parts.queue) ? "kafka" : "spool",
-                          "kafka_healthy", qs.is_kafka_healthy, "queue_writable",
-                          is_queue_ready, "tenant_store_readable", is_store_ready,
-                          "spool_records_pending", (json_int_t)qs.spool.records_pending),
-                NULL);
+    memset(&qs, 0, sizeof(qs));
+    if (e->parts.queue != NULL) {
+        ingest_queue_stats(e->parts.queue, &qs);
+    }
+    obj = json_pack("{s:s, s:s, s:b, s:b, s:b, s:I}", "status",
+                    is_ready && loader_is_ok(e) ? "ok" : "degraded", "queue", queue_mode(e),
+                    "kafka_healthy", qs.is_kafka_healthy, "queue_writable", is_queue_ready,
+                    "tenant_store_readable", is_store_ready, "spool_records_pending",
+                    (json_int_t)qs.spool.records_pending);
+    if (obj != NULL && e->parts.loader != NULL) {
+        json_object_set_new(obj, "loader", ingest_loader_json(e->parts.loader, false));
+    }
+    answer_json(e, req, t0, is_ready ? 200 : 503, obj, NULL);
 }
 
-static void on_request(void *user, struct ingest_http_req *req)
+static void route_request(struct ingest_edge *e, struct ingest_http_req *req)
 {
-    struct ingest_edge *e = user;
     const char *method = ingest_http_req_method(req);
     const char *path = ingest_http_req_path(req);
     struct timespec t0;
@@ -517,6 +558,12 @@ static void on_request(void *user, struct ingest_http_req *req)
         return;
     }
     if (strcmp(path, "/ingest") == 0) {
+        if (e->parts.queue == NULL) {
+            answer_error(e, req, &t0, 404, "not_found", "this sluice-ingest runs only the "
+                         "loader role (SLUICE_INGEST_ROLES=loader); send events to an edge",
+                         NULL);
+            return;
+        }
         if (strcmp(method, "POST") != 0) {
             answer_error(e, req, &t0, 405, "method_not_allowed", "use POST /ingest",
                          (const char *const[]){"Allow: POST, OPTIONS", NULL});
@@ -553,6 +600,28 @@ static void on_request(void *user, struct ingest_http_req *req)
         answer_error(e, req, &t0, 404, "not_found", "no such endpoint (POST /ingest, GET "
                      "/health, /health/live, /health/ready, /stats, /metrics)", NULL);
     }
+}
+
+static void on_request(void *user, struct ingest_http_req *req)
+{
+    struct ingest_edge *e = user;
+
+    /* Counted before is_draining is read, and drain sets is_draining before it reads the
+     * count (both sequentially consistent): either this request sees the drain, or the
+     * drain waits for it. */
+    atomic_fetch_add(&e->n_handling, 1);
+    if (atomic_load(&e->is_draining)) {
+        struct timespec t0;
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        answer_error(e, req, &t0, 503, "unavailable", "shutting down; retry on another "
+                     "instance", (const char *const[]){"Retry-After: 1", "Connection: close",
+                                                       NULL});
+    }
+    else {
+        route_request(e, req);
+    }
+    atomic_fetch_sub(&e->n_handling, 1);
 }
 
 int ingest_edge_start(struct ingest_edge **out, const struct ingest_edge_parts *parts,
@@ -616,8 +685,14 @@ static void wait_idle(struct ingest_edge *e, int ms)
 
 void ingest_edge_drain(struct ingest_edge *e, int drain_ms)
 {
+    atomic_store(&e->is_draining, true);
     ingest_http_quiesce(e->http);
     wait_idle(e, drain_ms);
+    /* A handler that started before the flag may still be submitting; it does not wait for
+     * Kafka (only for the tenant store or a spool append), so this ends soon. */
+    while (atomic_load(&e->n_handling) > 0) {
+        usleep(1000);
+    }
 }
 
 void ingest_edge_stop(struct ingest_edge *e, int wait_ms)

@@ -15,6 +15,7 @@
 #include "err.h"
 #include "event.h"
 #include "http.h"
+#include "loader.h"
 #include "metrics.h"
 #include "queue.h"
 
@@ -25,9 +26,10 @@ struct ingest_edge_parts {
     const struct ingest_http_settings *http;
     const struct ingest_event_limits *limits;
     const struct ingest_producer_settings *producer; /* for the partition key strategy */
-    struct ingest_auth *auth;
-    struct ingest_queue *queue;
+    struct ingest_auth *auth;   /* NULL with queue NULL: a loader-only process */
+    struct ingest_queue *queue; /* NULL: POST /ingest answers 404 (SLUICE_INGEST_ROLES=loader) */
     struct sl_metrics *metrics;
+    struct ingest_loader *loader; /* optional: its state goes into /health and /stats */
 };
 
 /* Starts serving on parts->http->addr. *out is NULL on failure. */
@@ -38,9 +40,11 @@ int ingest_edge_start(struct ingest_edge **out, const struct ingest_edge_parts *
 int ingest_edge_port(struct ingest_edge *e);
 
 /*
- * First half of a graceful stop: refuses new connections and waits up to drain_ms for the
- * requests in progress to be answered. Requests still waiting for Kafka are answered when
- * the queue is destroyed (its deliveries flushed or spooled), so destroy the queue next.
+ * First half of a graceful stop: refuses new connections, answers 503 (with Connection:
+ * close) to any new request on an open connection, and waits up to drain_ms for the
+ * requests in progress to be answered. Once it returns no request reaches the queue.
+ * Requests still waiting for Kafka are answered when the queue is destroyed (its
+ * deliveries flushed or spooled), so destroy the queue next.
  */
 void ingest_edge_drain(struct ingest_edge *e, int drain_ms);
 

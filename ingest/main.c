@@ -1,8 +1,12 @@
 /*
  * sluice-ingest: reads its settings, opens the tenant store, the queue (spool, and Kafka
- * when brokers are set) and the HTTP edge, then runs a libuv loop for signals. SIGTERM or
- * SIGINT stops it gracefully: no new connections, requests in progress finish, Kafka gets
- * up to SLUICE_SHUTDOWN_TIMEOUT_MS to acknowledge, what it did not goes to the spool.
+ * when brokers are set), the loader (SLUICE_INGEST_ROLES) and the HTTP edge, then runs a
+ * libuv loop for signals and the metrics snapshot timer. A loader-only process opens no
+ * tenant store and no queue; its HTTP listener serves /health, /stats and /metrics and
+ * answers POST /ingest with 404. SIGTERM or SIGINT stops it gracefully: no new
+ * connections, requests in progress finish, Kafka gets up to SLUICE_SHUTDOWN_TIMEOUT_MS to
+ * acknowledge, what it did not goes to the spool; the loader inserts its pending batch if
+ * there is time left and releases only what was inserted.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -13,14 +17,17 @@
 #include "auth.h"
 #include "cfg.h"
 #include "ch.h"
+#include "dlq.h"
 #include "edge.h"
 #include "event.h"
 #include "http.h"
+#include "loader.h"
 #include "log.h"
 #include "metrics.h"
 #include "producer.h"
 #include "queue.h"
 #include "settings.h"
+#include "snapshot.h"
 #include "store.h"
 
 #define COMPONENT "ingest"
@@ -31,12 +38,15 @@ static const char usage[] =
     "Runs the HTTP edge (POST /ingest, /health, /stats, /metrics) and queues events in\n"
     "Kafka (SLUICE_KAFKA_BROKERS) or, without brokers, in the local disk spool. Settings\n"
     "come from SLUICE_* environment variables or KEY=VALUE lines in --config FILE (the\n"
-    "environment wins); --help-config lists them.\n";
+    "environment wins); --help-config lists them. The loader (SLUICE_INGEST_ROLES, default\n"
+    "\"edge,loader\") loads the queue into ClickHouse: from Kafka as a consumer group, or\n"
+    "without brokers from the spool in this process.\n";
 
 struct app {
     uv_loop_t loop;
     uv_signal_t sigterm;
     uv_signal_t sigint;
+    struct ingest_snapshot *snapshot;
 };
 
 static void on_signal(uv_signal_t *handle, int signum)
@@ -48,6 +58,7 @@ static void on_signal(uv_signal_t *handle, int signum)
     uv_signal_stop(&app->sigint);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
+    ingest_snapshot_stop(app->snapshot);
 }
 
 int main(int argc, char **argv)
@@ -61,6 +72,8 @@ int main(int argc, char **argv)
     struct ingest_event_limits limits = ingest_event_limits_default();
     struct ingest_producer_settings producer_settings = {0};
     struct ingest_queue_settings queue_settings = {0};
+    struct ingest_loader_settings loader_settings = {0};
+    struct ingest_snapshot_settings snapshot_settings = {0};
     struct sl_cfg_section secs[] = {
         SL_CFG_SECTION("log", sl_log_cfg_opts, sl_log_cfg_n_opts, &log_settings),
         SL_CFG_SECTION("store", sl_store_cfg_opts, sl_store_cfg_n_opts, &store_settings),
@@ -72,21 +85,41 @@ int main(int argc, char **argv)
         SL_CFG_SECTION("kafka", ingest_producer_cfg_opts, ingest_producer_cfg_n_opts,
                        &producer_settings),
         SL_CFG_SECTION("queue", ingest_queue_cfg_opts, ingest_queue_cfg_n_opts, &queue_settings),
+        SL_CFG_SECTION("loader", ingest_loader_cfg_opts, ingest_loader_cfg_n_opts,
+                       &loader_settings),
+        SL_CFG_SECTION("snapshot", ingest_snapshot_cfg_opts, ingest_snapshot_cfg_n_opts,
+                       &snapshot_settings),
     };
     const size_t n_secs = sizeof(secs) / sizeof(secs[0]);
     struct sl_metrics *metrics = NULL;
     struct ingest_auth *auth = NULL;
     struct ingest_queue *queue = NULL;
     struct ingest_edge *edge = NULL;
+    struct ingest_loader *loader = NULL;
+    struct ingest_snapshot *snapshot = NULL;
+    char *dead_letter_dir = NULL;
+    bool has_edge, is_kafka;
     struct ingest_edge_parts parts;
     struct sl_err err;
     struct app app;
+    uint64_t stopping_ns;
+    int64_t flush_ms;
     int status;
 
     status = sl_cfg_boot("sluice-ingest", usage, argc, argv, secs, n_secs, stdout, stderr);
     if (status >= 0) {
         sl_cfg_fini(secs, n_secs);
         return status;
+    }
+    has_edge = ingest_loader_roles_has(loader_settings.roles, "edge");
+    is_kafka = settings.kafka_brokers[0] != '\0';
+    if (!has_edge && !is_kafka) {
+        /* The spool belongs to the edge's process: a loader alone has nothing to read. */
+        fprintf(stderr, "sluice-ingest: error: SLUICE_INGEST_ROLES=%s needs SLUICE_KAFKA_BROKERS: "
+                "without a broker the loader drains the edge's spool in the edge's process "
+                "(use \"edge,loader\")\n", loader_settings.roles);
+        sl_cfg_fini(secs, n_secs);
+        return SL_EXIT_USAGE;
     }
     sl_log_configure(log_settings.level, NULL);
     sl_alloc_init_jansson();
@@ -98,19 +131,36 @@ int main(int argc, char **argv)
         sl_log_error(COMPONENT, "out of memory creating metrics");
         goto done;
     }
-    if (ingest_auth_create(&auth, store_settings.path, store_settings.busy_timeout_ms,
-                           &auth_settings, &err) != 0) {
+    if (has_edge && ingest_auth_create(&auth, store_settings.path, store_settings.busy_timeout_ms,
+                                       &auth_settings, &err) != 0) {
         sl_log_error(COMPONENT, "cannot open the tenant store: %s", err.msg);
         goto done;
     }
-    if (ingest_queue_create(&queue, settings.kafka_brokers, &producer_settings,
-                            settings.spool_dir, &queue_settings, metrics, &err) != 0) {
+    if (has_edge && ingest_queue_create(&queue, settings.kafka_brokers, &producer_settings,
+                                        settings.spool_dir, &queue_settings, metrics,
+                                        &err) != 0) {
         sl_log_error(COMPONENT, "cannot open the queue: %s", err.msg);
+        goto done;
+    }
+    if (ingest_loader_roles_has(loader_settings.roles, "loader")) {
+        if (ingest_dlq_folder(settings.spool_dir, &dead_letter_dir) != 0 ||
+            ingest_loader_start(&loader, &loader_settings, &ch_settings, settings.kafka_brokers,
+                                producer_settings.topic,
+                                queue != NULL ? ingest_queue_spool(queue) : NULL,
+                                dead_letter_dir, metrics, &err) != 0) {
+            sl_log_error(COMPONENT, "cannot start the loader: %s",
+                         dead_letter_dir == NULL ? "out of memory" : err.msg);
+            goto done;
+        }
+    }
+    if (ingest_snapshot_create(&snapshot, &snapshot_settings, &ch_settings, metrics,
+                               "sluice-ingest", &err) != 0) {
+        sl_log_error(COMPONENT, "cannot set up the metrics snapshot: %s", err.msg);
         goto done;
     }
     parts = (struct ingest_edge_parts){.http = &http_settings, .limits = &limits,
                                        .producer = &producer_settings, .auth = auth,
-                                       .queue = queue, .metrics = metrics};
+                                       .queue = queue, .metrics = metrics, .loader = loader};
     if (ingest_edge_start(&edge, &parts, &err) != 0) {
         sl_log_error(COMPONENT, "cannot start the HTTP edge: %s", err.msg);
         goto done;
@@ -123,15 +173,31 @@ int main(int argc, char **argv)
     app.sigint.data = &app;
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
-    sl_log_info(COMPONENT, "sluice-ingest %s started (http %s, port %d, queue %s)",
+    app.snapshot = snapshot;
+    ingest_snapshot_start(snapshot, &app.loop);
+    sl_log_info(COMPONENT, "sluice-ingest %s started (http %s, port %d, queue %s, roles %s)",
                 SLUICE_VERSION, http_settings.addr, ingest_edge_port(edge),
-                settings.kafka_brokers[0] != '\0' ? settings.kafka_brokers : "embedded spool");
+                is_kafka ? settings.kafka_brokers : "embedded spool", loader_settings.roles);
     uv_run(&app.loop, UV_RUN_DEFAULT);
     uv_loop_close(&app.loop);
 
+    /* One budget for both halves: requests waiting for Kafka hold up the drain exactly as
+     * long as Kafka holds up the flush, so the flush only gets what the drain left. */
+    stopping_ns = uv_hrtime();
     ingest_edge_drain(edge, (int)settings.shutdown_ms);
-    ingest_queue_destroy(queue, (int)settings.shutdown_ms);
+    flush_ms = settings.shutdown_ms - (int64_t)((uv_hrtime() - stopping_ns) / 1000000);
+    if (!is_kafka) {
+        /* The spool-mode loader reads the queue's spool, so it stops before the spool
+         * closes; what it does not load in time stays spooled for the next start. */
+        ingest_loader_stop(loader, flush_ms > 0 ? (int)flush_ms : 0);
+        flush_ms = settings.shutdown_ms - (int64_t)((uv_hrtime() - stopping_ns) / 1000000);
+    }
+    ingest_queue_destroy(queue, flush_ms > 0 ? (int)flush_ms : 0);
     queue = NULL;
+    /* A Kafka loader stops after the queue, so what the edge flushed may still load; what
+     * does not stays uncommitted in Kafka. */
+    flush_ms = settings.shutdown_ms - (int64_t)((uv_hrtime() - stopping_ns) / 1000000);
+    ingest_loader_stop(loader, flush_ms > 0 ? (int)flush_ms : 0);
     ingest_edge_stop(edge, 2000);
     edge = NULL;
     status = 0;
@@ -139,6 +205,9 @@ int main(int argc, char **argv)
 
 done:
     ingest_edge_stop(edge, 0);
+    ingest_loader_destroy(loader); /* before the queue: a spool-mode loader reads its spool */
+    ingest_snapshot_destroy(snapshot);
+    sl_free(dead_letter_dir);
     ingest_queue_destroy(queue, 0);
     ingest_auth_destroy(auth);
     sl_metrics_destroy(metrics);

@@ -20,7 +20,7 @@
 #include "err.h"
 
 /* Schema version this build writes; sl_store_open upgrades older files to it. */
-#define SL_STORE_SCHEMA_VERSION 3
+#define SL_STORE_SCHEMA_VERSION 4
 
 #define SL_STORE_ID_MAX 40
 #define SL_STORE_NAME_MAX 129    /* 128 bytes + NUL */
@@ -240,5 +240,167 @@ int sl_store_rule_add(struct sl_store *st, const struct sl_rule *r, int64_t now_
 int sl_store_rule_list(struct sl_store *st, const char *tenant, struct sl_rule **out,
                        size_t *n_out, struct sl_err *err);
 int sl_store_rule_remove(struct sl_store *st, const char *id, struct sl_err *err);
+
+/* ---- scheduler: leases, job state, run history (store_sched.c) ---- */
+
+#define SL_STORE_JOB_MAX 65        /* job name: 64 bytes + NUL */
+#define SL_STORE_OWNER_MAX 129     /* scheduler id: 128 bytes + NUL */
+#define SL_STORE_SCHEDULE_MAX 129  /* cron expression as configured */
+#define SL_STORE_ZONE_MAX 65       /* IANA zone name, "UTC" by default */
+#define SL_STORE_KIND_MAX 16       /* why a run started: schedule, missed, manual */
+#define SL_STORE_RUN_ERROR_MAX 512
+#define SL_STORE_CHECKPOINT_MAX 1024
+
+/* A lease row: who may act alone (the leading scheduler) and until when. */
+struct sl_lease {
+    char name[SL_STORE_JOB_MAX];
+    char owner[SL_STORE_OWNER_MAX];
+    int64_t expires_s; /* the owner holds it while now < expires_s */
+    int64_t renewed_s; /* last acquire or renew */
+};
+
+/*
+ * Takes or renews the lease `name` for owner until now_s + ttl_s, in one atomic INSERT ..
+ * ON CONFLICT DO UPDATE .. WHERE statement: it succeeds when the lease is absent, expired
+ * (expires_s <= now_s) or already owner's, and changes nothing otherwise. *is_leader says
+ * whether owner holds the lease after the call. Fails (with *is_leader false) only when the
+ * store fails, SL_EBUSY when another process kept it locked past the busy timeout.
+ */
+int sl_store_lease_acquire(struct sl_store *st, const char *name, const char *owner,
+                           int64_t ttl_s, int64_t now_s, bool *is_leader, struct sl_err *err);
+/*
+ * Extends owner's lease to now_s + ttl_s. SL_ESTATE when someone else holds it (or nobody:
+ * it was released), so the caller lost the lease and must stop acting as its owner.
+ */
+int sl_store_lease_renew(struct sl_store *st, const char *name, const char *owner,
+                         int64_t ttl_s, int64_t now_s, struct sl_err *err);
+/* Gives the lease up if owner holds it (a standby can take it at once); else no change. */
+int sl_store_lease_release(struct sl_store *st, const char *name, const char *owner,
+                           struct sl_err *err);
+/* Reads the lease row (expired or not). SL_ENOTFOUND when nobody ever took it or it was
+ * released. */
+int sl_store_lease_get(struct sl_store *st, const char *name, struct sl_lease *out,
+                       struct sl_err *err);
+
+enum sl_run_status {
+    SL_RUN_RUNNING = 0,
+    SL_RUN_DONE,
+    SL_RUN_RETRY,     /* stopped early; the next slot continues from the checkpoint */
+    SL_RUN_FAILED,
+    SL_RUN_CANCELLED, /* stopped by shutdown or by losing the lease */
+    SL_RUN_TIMEOUT,   /* stopped by the job's timeout */
+};
+
+/* "running", "done", ...; parse returns -1 for an unknown name. */
+const char *sl_store_run_status_name(enum sl_run_status status);
+int sl_store_run_status_parse(const char *name);
+
+/* One row of run history. */
+struct sl_run {
+    int64_t id;
+    char job[SL_STORE_JOB_MAX];
+    int64_t slot_s;                  /* the schedule slot (or request time) it ran for */
+    char kind[SL_STORE_KIND_MAX];    /* schedule, missed or manual */
+    char owner[SL_STORE_OWNER_MAX];  /* the scheduler that ran it */
+    enum sl_run_status status;
+    int64_t started_s;
+    int64_t ended_s;                 /* 0 while running */
+    int64_t duration_ms;             /* 0 while running */
+    int64_t rows;                    /* rows the job touched */
+    char error[SL_STORE_RUN_ERROR_MAX]; /* "" unless it failed */
+};
+
+/*
+ * Records that job starts its run for slot_s (kind "schedule", "missed" or "manual") and
+ * returns its id in *run_id. With lease non-NULL the insert happens only while owner holds
+ * that lease at now_s (SL_EDENIED otherwise), so a scheduler that lost its lease cannot
+ * start anything. UNIQUE(job, slot_s) makes a second run of a slot impossible: SL_EEXIST.
+ * The job's state row (if any) records the slot and run; a manual run clears the request
+ * it answers (also on SL_EEXIST: that slot already ran). One transaction.
+ */
+int sl_store_run_begin(struct sl_store *st, const char *lease, const char *owner,
+                       const char *job, int64_t slot_s, const char *kind, int64_t now_s,
+                       int64_t *run_id, struct sl_err *err);
+/*
+ * Ends a running run with its status, rows, error ("" or NULL for none) and duration, and
+ * stores checkpoint (NULL keeps the job's previous one) in the job's state, in one
+ * transaction. SL_ESTATE when the run is no longer running (another scheduler marked it
+ * abandoned): nothing is changed then. SL_ENOTFOUND for an unknown id.
+ */
+int sl_store_run_end(struct sl_store *st, int64_t run_id, enum sl_run_status status,
+                     int64_t rows, const char *error, const char *checkpoint, int64_t now_s,
+                     int64_t duration_ms, struct sl_err *err);
+int sl_store_run_get(struct sl_store *st, int64_t run_id, struct sl_run *out,
+                     struct sl_err *err);
+/* The run of job for slot_s; SL_ENOTFOUND when that slot has not run (yet). */
+int sl_store_run_find(struct sl_store *st, const char *job, int64_t slot_s, struct sl_run *out,
+                      struct sl_err *err);
+/*
+ * Returns a new array (free with sl_free) of at most limit runs of job (every job when
+ * NULL), newest first.
+ */
+int sl_store_run_list(struct sl_store *st, const char *job, size_t limit, struct sl_run **out,
+                      size_t *n_out, struct sl_err *err);
+/*
+ * Marks every run still 'running' that belongs to another owner as failed ("abandoned"):
+ * a scheduler that just took the lease calls this, since the previous holder stopped
+ * without ending them. *n_out (may be NULL) gets how many.
+ */
+int sl_store_run_abandon(struct sl_store *st, const char *owner, int64_t now_s, int64_t *n_out,
+                         struct sl_err *err);
+/*
+ * Deletes finished runs that ended before before_s, except each job's last run.
+ * *n_out (may be NULL) gets how many.
+ */
+int sl_store_run_prune(struct sl_store *st, int64_t before_s, int64_t *n_out,
+                       struct sl_err *err);
+
+/* A scheduled job as the leading scheduler last described it, with its state. */
+struct sl_job {
+    char name[SL_STORE_JOB_MAX];
+    char schedule[SL_STORE_SCHEDULE_MAX];
+    char zone[SL_STORE_ZONE_MAX];
+    bool is_enabled;
+    int64_t last_slot_s;      /* last scheduled slot that started; 0: none */
+    int64_t last_run_id;      /* 0: never ran */
+    int64_t next_run_s;       /* next slot the leader will run; 0: none planned */
+    int64_t run_requested_s;  /* pending `sluice jobs run`; 0: none */
+    char checkpoint[SL_STORE_CHECKPOINT_MAX]; /* the job's resume point; "" if none */
+    int64_t updated_s;
+    /* From the last run (zero/empty when it never ran): */
+    enum sl_run_status last_status;
+    int64_t last_started_s;
+    int64_t last_ended_s;
+};
+
+/*
+ * Inserts or updates job j->name's description (schedule, zone, enabled, next_run_s),
+ * keeping its state (last slot and run, pending request, checkpoint).
+ */
+int sl_store_job_register(struct sl_store *st, const struct sl_job *j, int64_t now_s,
+                          struct sl_err *err);
+/* Sets the next planned run (0: none). SL_ENOTFOUND for an unknown job. */
+int sl_store_job_set_next(struct sl_store *st, const char *name, int64_t next_run_s,
+                          int64_t now_s, struct sl_err *err);
+int sl_store_job_get(struct sl_store *st, const char *name, struct sl_job *out,
+                     struct sl_err *err);
+/* Returns a new array of every job ordered by name (free with sl_free). */
+int sl_store_job_list(struct sl_store *st, struct sl_job **out, size_t *n_out,
+                      struct sl_err *err);
+/*
+ * Asks the leader to run job now (`sluice jobs run`). A request already pending is kept,
+ * so two callers share one run; *requested_s gets the pending request's time, which is the
+ * slot the manual run will have. SL_ENOTFOUND for an unknown job, SL_ESTATE for a disabled
+ * one.
+ */
+int sl_store_job_request_run(struct sl_store *st, const char *name, int64_t now_s,
+                             int64_t *requested_s, struct sl_err *err);
+
+/*
+ * Store maintenance: PRAGMA optimize, then a WAL checkpoint that truncates the log.
+ * A checkpoint that cannot finish because readers are active is not an error;
+ * *is_truncated (may be NULL) says whether it did.
+ */
+int sl_store_optimize(struct sl_store *st, bool *is_truncated, struct sl_err *err);
 
 #endif

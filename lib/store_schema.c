@@ -75,6 +75,45 @@ const struct sl_store_migration sl_store_migrations[] = {
      "ALTER TABLE api_keys ADD COLUMN rotated_to TEXT;"
      "ALTER TABLE tenants ADD COLUMN previous_tier TEXT;"
      "ALTER TABLE tenants ADD COLUMN tier_changed_at INTEGER;"},
+    {4,
+     /* The scheduler: one lease row per thing only one process may do (the leading
+      * scheduler), each job's description and state, and run history. UNIQUE(job, slot_s)
+      * is what makes "no job runs twice for one slot" hold across schedulers. */
+     "CREATE TABLE sched_leases ("
+     "  name TEXT PRIMARY KEY,"
+     "  owner TEXT NOT NULL,"
+     "  expires_at INTEGER NOT NULL,"
+     "  renewed_at INTEGER NOT NULL"
+     ");"
+     "CREATE TABLE sched_jobs ("
+     "  name TEXT PRIMARY KEY,"
+     "  schedule TEXT NOT NULL DEFAULT '',"
+     "  zone TEXT NOT NULL DEFAULT 'UTC',"
+     "  enabled INTEGER NOT NULL DEFAULT 1,"
+     "  last_slot_s INTEGER,"
+     "  last_run_id INTEGER,"
+     "  next_run_s INTEGER,"
+     "  run_requested_at INTEGER,"
+     "  checkpoint TEXT NOT NULL DEFAULT '',"
+     "  updated_at INTEGER NOT NULL"
+     ");"
+     "CREATE TABLE sched_runs ("
+     "  id INTEGER PRIMARY KEY,"
+     "  job TEXT NOT NULL,"
+     "  slot_s INTEGER NOT NULL,"
+     "  kind TEXT NOT NULL CHECK (kind IN ('schedule','missed','manual')),"
+     "  owner TEXT NOT NULL,"
+     "  started_at INTEGER NOT NULL,"
+     "  ended_at INTEGER,"
+     "  duration_ms INTEGER,"
+     "  status TEXT NOT NULL CHECK (status IN ('running','done','retry','failed','cancelled',"
+     "    'timeout')),"
+     "  rows INTEGER NOT NULL DEFAULT 0,"
+     "  error TEXT,"
+     "  UNIQUE (job, slot_s)"
+     ");"
+     "CREATE INDEX sched_runs_status ON sched_runs(status);"
+     "CREATE INDEX sched_runs_ended ON sched_runs(ended_at);"},
 };
 const size_t sl_store_n_migrations = sizeof(sl_store_migrations) / sizeof(sl_store_migrations[0]);
 

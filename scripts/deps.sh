@@ -13,6 +13,9 @@ packages=(
     librdkafka-dev libcurl4-openssl-dev libmaxminddb-dev libuv1-dev libsqlite3-dev
     libjansson-dev libesmtp-dev libpcre2-dev libzstd-dev zlib1g-dev libssl-dev
     libmicrohttpd-dev
+    # Enrichment: libyaml reads uap-core's regexes.yaml (PCRE2 above runs its regexes); Debian's
+    # uap-core carries the ua-parser test expectations the npm package leaves out.
+    libyaml-dev uap-core
     # Command-line tools next to those libraries (mmdb lookups, SQLite shell).
     mmdb-bin sqlite3
     # ClickHouse server and client (Debian's 18.16) for scripts/clickhouse.sh.

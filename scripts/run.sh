@@ -4,9 +4,10 @@
 #   scripts/run.sh     install what is missing, build, start a private ClickHouse on
 #                      loopback, prepare the tenant store (.stack/sluice.db), create a demo
 #                      tenant and API key, run sluice-ingest (embedded default: the disk
-#                      spool is the queue) and sluice-scheduler, post a sample event and
-#                      show the edge's answer, then keep running until Ctrl-C and stop
-#                      everything it started.
+#                      spool is the queue, drained by the loader) and sluice-scheduler,
+#                      post a sample event, show the edge's answer and the row it became in
+#                      ClickHouse, then keep running until Ctrl-C and stop everything it
+#                      started.
 #
 # Environment: SLUICE_RUN_SECONDS=N  stop by itself after N seconds (for scripted checks);
 #              any SLUICE_* setting (see README) is passed through to the daemons.
@@ -76,15 +77,27 @@ for name in ingest scheduler; do
     tail -n 1 ".stack/logs/$name.log"
 done
 
-sample='{"type":"pageview","name":"home","context":{"url":"https://example.com/","path":"/","title":"Home"},"properties":{"plan":"free"}}'
+event_id=$(cat /proc/sys/kernel/random/uuid)
+sample='{"id":"'$event_id'","type":"pageview","name":"home","context":{"url":"https://example.com/","path":"/","title":"Home"},"properties":{"plan":"free"}}'
 echo
 echo "POST /ingest with a sample event:"
 echo "  $sample"
 answer=$(curl -sS -w ' (HTTP %{http_code})' -H "Authorization: Bearer $key" \
     -H 'Content-Type: application/json' -d "$sample" "http://$SLUICE_HTTP_ADDR/ingest")
 echo "  -> $answer"
-echo "GET /stats:"
-echo "  $(curl -sS "http://$SLUICE_HTTP_ADDR/stats")"
+
+# The loader drains the spool into ClickHouse; wait for the row (bounded) and show it.
+query="SELECT id, tenant_id, type, name, ts, path, url FROM sluice.events WHERE id = toUUID('$event_id') FORMAT Vertical"
+row=""
+for _ in $(seq 1 150); do
+    row=$(curl -sS --data-binary "$query" "$SLUICE_CLICKHOUSE_URL/" 2>/dev/null || true)
+    case $row in *"$event_id"*) break ;; esac
+    sleep 0.2
+done
+case $row in
+    *"$event_id"*) printf 'The event in ClickHouse (sluice.events):\n%s\n' "$row" ;;
+    *) echo "The event has not reached ClickHouse yet; see .stack/logs/ingest.log" ;;
+esac
 
 cat <<TXT
 

@@ -20,6 +20,12 @@ log() {
 
 started=$SECONDS
 scripts/deps.sh
+# Enrichment rule data (npm uap-core, crawler-user-agents) and the uap-core test suites;
+# only the SLUICE_TEST_* paths are exported, so they cannot leak into daemon tests.
+enrich_env=$(scripts/enrich-data.sh)
+while IFS= read -r kv; do
+    case $kv in SLUICE_TEST_*) export "${kv?}" ;; esac
+done <<<"$enrich_env"
 
 log "building (release) ..."
 make build

@@ -1,13 +1,15 @@
 /* Tests lib/store.c's migrations: a new file, every earlier version upgraded in place with
- * its data, newer and foreign files refused, a failed upgrade leaves the file as it was. */
+ * its data (1 to 4: tenants, alerts, key rotation, the scheduler's tables), newer and
+ * foreign files refused, a failed upgrade leaves the file as it was. */
 #include <sqlite3.h>
 #include <stdio.h>
 
 #include "store.h"
 #include "test.h"
 
-static const char *const tables[] = {"tiers", "tenants", "api_keys", "alert_channels",
-                                     "alert_rules"};
+static const char *const tables[] = {"tiers",          "tenants",     "api_keys",
+                                     "alert_channels", "alert_rules", "sched_leases",
+                                     "sched_jobs",     "sched_runs"};
 
 static int query_int(const char *path, const char *sql)
 {
@@ -63,8 +65,18 @@ static void describe_schema(const char *path, char *out, size_t cap)
                                     sqlite3_column_int(stmt, 5));
             ASSERT_TRUE(len < cap);
         }
-        len += (size_t)snprintf(out + len, cap - len, ")\n");
+        len += (size_t)snprintf(out + len, cap - len, ")");
         sqlite3_finalize(stmt);
+        /* Indexes and UNIQUE constraints too: "no slot runs twice" rests on one. */
+        snprintf(sql, sizeof(sql), "PRAGMA index_list(%s)", tables[t]);
+        ASSERT_EQ_INT(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+        while (sqlite3_step(stmt) == SQLITE_ROW) {
+            len += (size_t)snprintf(out + len, cap - len, " index %s unique %d",
+                                    sqlite3_column_text(stmt, 1), sqlite3_column_int(stmt, 2));
+            ASSERT_TRUE(len < cap);
+        }
+        sqlite3_finalize(stmt);
+        len += (size_t)snprintf(out + len, cap - len, "\n");
     }
     sqlite3_close(db);
 }
@@ -134,7 +146,7 @@ static void test_migrate_from_each_version(void)
 {
     char *dir = test_tmpdir();
     char *fresh = test_path(dir, "fresh.db");
-    char expected[8192], actual[8192];
+    char expected[16384], actual[16384];
     struct sl_store *st = NULL;
     struct sl_err err;
 
@@ -177,6 +189,22 @@ static void test_migrate_from_each_version(void)
         ASSERT_OK(sl_store_tenant_set_tier(st, "legacy", "free", 5, &err), &err);
         ASSERT_OK(sl_store_tenant_get(st, "legacy", &t, &err), &err);
         ASSERT_EQ_STR(t.previous_tier, "paid");
+        {
+            struct sl_job job;
+            bool is_leader = false;
+            int64_t run_id = 0;
+
+            memset(&job, 0, sizeof(job));
+            snprintf(job.name, sizeof(job.name), "store_maintenance");
+            ASSERT_OK(sl_store_job_register(st, &job, 10, &err), &err);
+            ASSERT_OK(sl_store_lease_acquire(st, "scheduler", "s1", 15, 10, &is_leader, &err),
+                      &err);
+            ASSERT_TRUE(is_leader);
+            ASSERT_OK(sl_store_run_begin(st, "scheduler", "s1", "store_maintenance", 60,
+                                         "schedule", 10, &run_id, &err), &err);
+            ASSERT_EQ_INT(sl_store_run_begin(st, "scheduler", "s1", "store_maintenance", 60,
+                                             "schedule", 11, &run_id, &err), SL_EEXIST);
+        }
         sl_store_close(st);
         describe_schema(path, actual, sizeof(actual));
         ASSERT_EQ_STR(actual, expected);
@@ -237,6 +265,29 @@ static void test_migrate_refuses_foreign_file(void)
     free(dir);
 }
 
+/* The upgrade to version 4 (the scheduler's tables) fails half way and changes nothing. */
+static void test_migrate_failure_to_4_rolls_back(void)
+{
+    char *dir = test_tmpdir();
+    char *path = test_path(dir, "v3.db");
+    struct sl_store *st = NULL;
+    struct sl_err err;
+
+    ASSERT_OK(sl_store_open_version(&st, path, 1000, 3, &err), &err);
+    sl_store_close(st);
+    seed_version(path, 3);
+    exec(path, "CREATE TABLE sched_runs (x INTEGER)");
+    ASSERT_NE_INT(sl_store_open(&st, path, 1000, &err), 0);
+    ASSERT_CONTAINS(err.msg, "version 4");
+    ASSERT_EQ_INT(query_int(path, "PRAGMA user_version"), 3);
+    ASSERT_EQ_INT(query_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN "
+                                  "('sched_leases', 'sched_jobs')"), 0);
+    ASSERT_EQ_INT(query_int(path, "SELECT count(*) FROM tenants"), 1);
+    test_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
 static void test_migrate_failure_rolls_back(void)
 {
     char *dir = test_tmpdir();
@@ -266,6 +317,7 @@ int main(int argc, char **argv)
         TEST_CASE(test_migrate_refuses_newer_file),
         TEST_CASE(test_migrate_refuses_foreign_file),
         TEST_CASE(test_migrate_failure_rolls_back),
+        TEST_CASE(test_migrate_failure_to_4_rolls_back),
         {NULL, NULL},
     };
     return test_main(argc, argv, cases);

@@ -1,0 +1,11 @@
+/* The worker registry (see registry.h). Order is the order of --help-config. */
+#include "registry.h"
+
+#include "builtin.h"
+
+const struct sched_worker *const sched_registry[] = {
+    &sched_maintenance_worker,
+    /* Test only: registered as a job only with SLUICE_SCHEDULER_TEST_JOBS=1. */
+    &sched_testjob_worker,
+};
+const size_t sched_registry_n = sizeof(sched_registry) / sizeof(sched_registry[0]);
