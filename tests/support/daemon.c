@@ -19,6 +19,53 @@
 
 extern char **environ;
 
+#define MAX_LIVE 64
+
+/* GLOBAL: daemons started and not yet reaped, so a failing assertion (abort) does not leave
+ * them running. Written by test_daemon_start/reaping on the test's thread only. */
+static pid_t live_pids[MAX_LIVE];
+static struct sigaction previous_abrt;
+static bool is_handler_installed;
+
+static void kill_live_on_abort(int sig)
+{
+    for (int i = 0; i < MAX_LIVE; i++) {
+        if (live_pids[i] > 0) {
+            kill(live_pids[i], SIGKILL);
+        }
+    }
+    /* Hand over to whatever handled SIGABRT before (a test's own cleanup), else die. */
+    if (previous_abrt.sa_handler != SIG_DFL && previous_abrt.sa_handler != SIG_IGN &&
+        !(previous_abrt.sa_flags & SA_SIGINFO)) {
+        previous_abrt.sa_handler(sig);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void track(pid_t pid, bool is_live)
+{
+    for (int i = 0; i < MAX_LIVE; i++) {
+        if (is_live && live_pids[i] == 0) {
+            live_pids[i] = pid;
+            break;
+        }
+        if (!is_live && live_pids[i] == pid) {
+            live_pids[i] = 0;
+            break;
+        }
+    }
+    if (is_live && !is_handler_installed) {
+        struct sigaction sa;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = kill_live_on_abort;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGABRT, &sa, &previous_abrt);
+        is_handler_installed = true;
+    }
+}
+
 long test_now_ms(void)
 {
     struct timespec ts;
@@ -99,6 +146,7 @@ void test_daemon_start(struct test_daemon *d, const char *bin, const char *const
     }
     close(log_fd);
     free(envp);
+    track(d->pid, true);
 }
 
 void test_daemon_read_log(struct test_daemon *d)
@@ -171,6 +219,7 @@ static bool has_exited(struct test_daemon *d)
     if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
         d->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         d->is_reaped = true;
+        track(d->pid, false);
         return true;
     }
     return false;
@@ -212,6 +261,7 @@ void test_daemon_wait_exit(struct test_daemon *d, int timeout_ms)
             kill(d->pid, SIGKILL);
             waitpid(d->pid, NULL, 0);
             d->is_reaped = true;
+            track(d->pid, false);
             test_daemon_read_log(d);
             TEST_FAIL("pid %d did not exit within %d ms; log:\n%s", (int)d->pid, timeout_ms,
                       d->log);
@@ -237,6 +287,7 @@ void test_daemon_fini(struct test_daemon *d)
         kill(d->pid, SIGKILL);
         waitpid(d->pid, NULL, 0);
         d->is_reaped = true;
+        track(d->pid, false);
     }
     free(d->log);
     free(d->log_path);
