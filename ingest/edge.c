@@ -304,6 +304,15 @@ static void on_durable(void *user, const struct ingest_queue_outcome *o)
     free_pending(p);
 }
 
+_Static_assert(INGEST_SESSION_ID_LEN == INGEST_EVENT_ID_LEN, "session ids fit event id buffers");
+
+/* Event parsing's session hook, over the edge's session table. */
+static int assign_session(void *user, const char *tenant_id, const char *anonymous_id,
+                          size_t anonymous_len, int64_t ts_ms, char out[INGEST_EVENT_ID_LEN + 1])
+{
+    return ingest_session_assign(user, tenant_id, anonymous_id, anonymous_len, ts_ms, out);
+}
+
 /* The presented key from Authorization: Bearer or X-API-Key, or NULL. */
 static const char *presented_key(struct ingest_http_req *req)
 {
@@ -421,7 +430,10 @@ static void handle_ingest(struct ingest_edge *e, struct ingest_http_req *req,
     ctx = (struct ingest_event_ctx){.tenant_id = who.tenant_id,
                                     .received_us = now_ms() * 1000,
                                     .client_ip = ingest_http_req_client_ip(req),
-                                    .user_agent = ingest_http_req_header(req, "User-Agent")};
+                                    .user_agent = ingest_http_req_header(req, "User-Agent"),
+                                    .assign_session =
+                                        e->parts.sessions != NULL ? assign_session : NULL,
+                                    .assign_session_user = e->parts.sessions};
     rc = ingest_event_parse_batch(body, body_len, e->parts.limits, &ctx, &p->batch, &err);
     sl_free(body);
     if (rc != 0) {

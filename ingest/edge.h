@@ -18,6 +18,7 @@
 #include "loader.h"
 #include "metrics.h"
 #include "queue.h"
+#include "session.h"
 
 struct ingest_edge;
 
@@ -30,6 +31,7 @@ struct ingest_edge_parts {
     struct ingest_queue *queue; /* NULL: POST /ingest answers 404 (SLUICE_INGEST_ROLES=loader) */
     struct sl_metrics *metrics;
     struct ingest_loader *loader; /* optional: its state goes into /health and /stats */
+    struct ingest_session *sessions; /* optional: assigns sessions to events without one */
 };
 
 /* Starts serving on parts->http->addr. *out is NULL on failure. */

@@ -68,6 +68,16 @@ struct ingest_event_ctx {
                              * NULL if unknown */
     const char *user_agent; /* the User-Agent header; used when context.user_agent is absent;
                              * NULL if none. Cut to max_context_bytes; dropped if not UTF-8 */
+    /*
+     * Optional (NULL: off): gives a session to an accepted event that has an anonymous_id
+     * but no session_id, by writing a NUL-terminated id of at most INGEST_EVENT_ID_LEN
+     * bytes into out; the event is then flagged "session_assigned". A non-zero return
+     * leaves the event without a session.
+     */
+    int (*assign_session)(void *user, const char *tenant_id, const char *anonymous_id,
+                          size_t anonymous_len, int64_t ts_ms,
+                          char out[INGEST_EVENT_ID_LEN + 1]);
+    void *assign_session_user;
 };
 
 enum ingest_event_type {
@@ -88,6 +98,7 @@ enum {
     INGEST_EVENT_FLAG_ID_GENERATED = 1 << 0,        /* "id_generated" */
     INGEST_EVENT_FLAG_SKEW_CORRECTED = 1 << 1,      /* "clock_skew_corrected" */
     INGEST_EVENT_FLAG_FUTURE_CLAMPED = 1 << 2,      /* "future_clamped" */
+    INGEST_EVENT_FLAG_SESSION_ASSIGNED = 1 << 3,    /* "session_assigned" */
 };
 
 /* One accepted event. Read-only for callers; owned by its batch. */

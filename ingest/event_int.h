@@ -104,6 +104,7 @@ struct ingest_event_in {
     json_t *ctx_v[INGEST_EVENT_N_CTX_FIELDS];    /* non-empty strings only */
     bool has_ip;
     char ip[INET6_ADDRSTRLEN];
+    char assigned_session[INGEST_EVENT_ID_LEN + 1]; /* "" unless ctx->assign_session gave one */
 };
 
 /* ---- event.c ---- */

@@ -65,6 +65,7 @@ static void write_event(struct ingest_event_run *r, const struct ingest_event_in
         {INGEST_EVENT_FLAG_ID_GENERATED, "id_generated"},
         {INGEST_EVENT_FLAG_SKEW_CORRECTED, "clock_skew_corrected"},
         {INGEST_EVENT_FLAG_FUTURE_CLAMPED, "future_clamped"},
+        {INGEST_EVENT_FLAG_SESSION_ASSIGNED, "session_assigned"},
     };
     struct sl_json_buf *b = &r->scratch;
     char ts[SL_TIMEFMT_ISO_MS_MAX];
@@ -85,7 +86,13 @@ static void write_event(struct ingest_event_run *r, const struct ingest_event_in
     sl_json_append_str(b, ts, strlen(ts));
     put_key(b, "received_at");
     sl_json_append_str(b, r->received_at, SL_TIMEFMT_ISO_MS_MAX - 1);
-    put_opt(b, "session_id", in->v[INGEST_EVENT_F_SESSION_ID]);
+    if (in->assigned_session[0] != '\0') {
+        put_key(b, "session_id");
+        sl_json_append_str(b, in->assigned_session, strlen(in->assigned_session));
+    }
+    else {
+        put_opt(b, "session_id", in->v[INGEST_EVENT_F_SESSION_ID]);
+    }
     put_opt(b, "anonymous_id", in->v[INGEST_EVENT_F_ANONYMOUS_ID]);
     put_opt(b, "user_id", in->v[INGEST_EVENT_F_USER_ID]);
     if (in->type == INGEST_EVENT_LOG) {
@@ -138,6 +145,8 @@ int ingest_event_norm_accept(struct ingest_event_run *r, struct ingest_event_in 
 {
     struct ingest_event *ev = &r->out->events[r->out->n_events];
     const json_t *sid = in->v[INGEST_EVENT_F_SESSION_ID];
+    const json_t *anon = in->v[INGEST_EVENT_F_ANONYMOUS_ID];
+    const char *sid_text = sid != NULL ? json_string_value(sid) : NULL;
     size_t sid_len = sid != NULL ? json_string_length(sid) : 0;
     char *mem;
 
@@ -147,20 +156,31 @@ int ingest_event_norm_accept(struct ingest_event_run *r, struct ingest_event_in 
         }
         in->flags |= INGEST_EVENT_FLAG_ID_GENERATED;
     }
+    in->assigned_session[0] = '\0';
+    if (sid == NULL && anon != NULL && r->ctx->assign_session != NULL &&
+        r->ctx->assign_session(r->ctx->assign_session_user, r->ctx->tenant_id,
+                               json_string_value(anon), json_string_length(anon),
+                               in->ts_us / 1000, in->assigned_session) == 0 &&
+        in->assigned_session[0] != '\0') {
+        in->flags |= INGEST_EVENT_FLAG_SESSION_ASSIGNED;
+        sid_text = in->assigned_session;
+        sid_len = strlen(in->assigned_session);
+    }
     write_event(r, in);
     if (r->scratch.is_failed) {
         return sl_err_set(err, SL_ENOMEM, "out of memory writing event %zu", r->index);
     }
     /* One allocation: the JSON, its NUL, then the session_id and its NUL. */
-    mem = sl_malloc(r->scratch.len + 1 + (sid != NULL ? sid_len + 1 : 0));
+    mem = sl_malloc(r->scratch.len + 1 + (sid_text != NULL ? sid_len + 1 : 0));
     if (mem == NULL) {
         return sl_err_set(err, SL_ENOMEM, "out of memory writing event %zu", r->index);
     }
     memcpy(mem, r->scratch.data, r->scratch.len);
     mem[r->scratch.len] = '\0';
     ev->session_id = NULL;
-    if (sid != NULL) {
-        memcpy(mem + r->scratch.len + 1, json_string_value(sid), sid_len + 1);
+    if (sid_text != NULL) {
+        memcpy(mem + r->scratch.len + 1, sid_text, sid_len);
+        mem[r->scratch.len + 1 + sid_len] = '\0';
         ev->session_id = mem + r->scratch.len + 1;
     }
     ev->index = r->index;

@@ -26,6 +26,7 @@
 #include "metrics.h"
 #include "producer.h"
 #include "queue.h"
+#include "session.h"
 #include "settings.h"
 #include "snapshot.h"
 #include "store.h"
@@ -73,6 +74,7 @@ int main(int argc, char **argv)
     struct ingest_producer_settings producer_settings = {0};
     struct ingest_queue_settings queue_settings = {0};
     struct ingest_loader_settings loader_settings = {0};
+    struct ingest_session_settings session_settings = {0};
     struct ingest_snapshot_settings snapshot_settings = {0};
     struct sl_cfg_section secs[] = {
         SL_CFG_SECTION("log", sl_log_cfg_opts, sl_log_cfg_n_opts, &log_settings),
@@ -85,6 +87,8 @@ int main(int argc, char **argv)
         SL_CFG_SECTION("kafka", ingest_producer_cfg_opts, ingest_producer_cfg_n_opts,
                        &producer_settings),
         SL_CFG_SECTION("queue", ingest_queue_cfg_opts, ingest_queue_cfg_n_opts, &queue_settings),
+        SL_CFG_SECTION("sessions", ingest_session_cfg_opts, ingest_session_cfg_n_opts,
+                       &session_settings),
         SL_CFG_SECTION("loader", ingest_loader_cfg_opts, ingest_loader_cfg_n_opts,
                        &loader_settings),
         SL_CFG_SECTION("snapshot", ingest_snapshot_cfg_opts, ingest_snapshot_cfg_n_opts,
@@ -94,6 +98,7 @@ int main(int argc, char **argv)
     struct sl_metrics *metrics = NULL;
     struct ingest_auth *auth = NULL;
     struct ingest_queue *queue = NULL;
+    struct ingest_session *sessions = NULL;
     struct ingest_edge *edge = NULL;
     struct ingest_loader *loader = NULL;
     struct ingest_snapshot *snapshot = NULL;
@@ -142,6 +147,10 @@ int main(int argc, char **argv)
         sl_log_error(COMPONENT, "cannot open the queue: %s", err.msg);
         goto done;
     }
+    if (has_edge && ingest_session_create(&sessions, &session_settings) != 0) {
+        sl_log_error(COMPONENT, "out of memory creating the session table");
+        goto done;
+    }
     if (ingest_loader_roles_has(loader_settings.roles, "loader")) {
         if (ingest_dlq_folder(settings.spool_dir, &dead_letter_dir) != 0 ||
             ingest_loader_start(&loader, &loader_settings, &ch_settings, settings.kafka_brokers,
@@ -160,7 +169,8 @@ int main(int argc, char **argv)
     }
     parts = (struct ingest_edge_parts){.http = &http_settings, .limits = &limits,
                                        .producer = &producer_settings, .auth = auth,
-                                       .queue = queue, .metrics = metrics, .loader = loader};
+                                       .queue = queue, .metrics = metrics, .loader = loader,
+                                       .sessions = sessions};
     if (ingest_edge_start(&edge, &parts, &err) != 0) {
         sl_log_error(COMPONENT, "cannot start the HTTP edge: %s", err.msg);
         goto done;
@@ -210,6 +220,7 @@ done:
     sl_free(dead_letter_dir);
     ingest_queue_destroy(queue, 0);
     ingest_auth_destroy(auth);
+    ingest_session_destroy(sessions);
     sl_metrics_destroy(metrics);
     sl_cfg_fini(secs, n_secs);
     return status;

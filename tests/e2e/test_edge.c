@@ -22,6 +22,7 @@
 #include "spool.h"
 #include "store.h"
 #include "test.h"
+#include "timefmt.h"
 
 #define START_MS 10000
 #define STOP_MS 15000
@@ -305,6 +306,46 @@ static void test_edge_accepts_and_spools_normalized_events(void)
     ev = json_object_get(json_array_get(events, 3), "context");
     ASSERT_EQ_STR(json_string_value(json_object_get(ev, "ip")), "203.0.113.7");
     ASSERT_EQ_STR(json_string_value(json_object_get(ev, "user_agent")), "test-agent/1.0");
+    json_decref(events);
+    edge_fini(&e);
+}
+
+/* Events with an anonymous_id but no session_id get one: the same within 30 minutes of
+ * the visitor's last event, a new one after a longer pause. */
+static void test_edge_assigns_sessions(void)
+{
+    struct edge e;
+    struct resp r;
+    char t1[SL_TIMEFMT_ISO_MAX], t2[SL_TIMEFMT_ISO_MAX], t3[SL_TIMEFMT_ISO_MAX];
+    char body[1024];
+    int64_t now = (int64_t)time(NULL);
+    json_t *events;
+    const char *s1, *s2, *s3, *s_other;
+
+    edge_init(&e, NULL);
+    edge_start(&e);
+    snprintf(body, sizeof(body),
+             "{\"events\":["
+             "{\"type\":\"pageview\",\"anonymous_id\":\"v1\",\"timestamp\":\"%s\"},"
+             "{\"type\":\"click\",\"anonymous_id\":\"v1\",\"timestamp\":\"%s\"},"
+             "{\"type\":\"pageview\",\"anonymous_id\":\"v1\",\"timestamp\":\"%s\"},"
+             "{\"type\":\"pageview\",\"anonymous_id\":\"v2\",\"timestamp\":\"%s\"}]}",
+             sl_timefmt_iso(now - 7200, t1), sl_timefmt_iso(now - 7200 + 20 * 60, t2),
+             sl_timefmt_iso(now - 7200 + 20 * 60 + 31 * 60, t3), t1);
+    post(&e, body, &r);
+    expect(&r, 200, "\"accepted\":4");
+    resp_fini(&r);
+    test_daemon_stop(&e.d, STOP_MS);
+    events = spool_events(&e);
+    ASSERT_EQ_INT(json_array_size(events), 4);
+    s1 = json_string_value(json_object_get(json_array_get(events, 0), "session_id"));
+    s2 = json_string_value(json_object_get(json_array_get(events, 1), "session_id"));
+    s3 = json_string_value(json_object_get(json_array_get(events, 2), "session_id"));
+    s_other = json_string_value(json_object_get(json_array_get(events, 3), "session_id"));
+    ASSERT_TRUE(s1 != NULL && strlen(s1) == 36);
+    ASSERT_EQ_STR(s2, s1);
+    ASSERT_TRUE(s3 != NULL && strcmp(s3, s1) != 0);
+    ASSERT_TRUE(s_other != NULL && strcmp(s_other, s1) != 0 && strcmp(s_other, s3) != 0);
     json_decref(events);
     edge_fini(&e);
 }
@@ -761,6 +802,7 @@ int main(int argc, char **argv)
 {
     static const struct test_case cases[] = {
         TEST_CASE(test_edge_accepts_and_spools_normalized_events),
+        TEST_CASE(test_edge_assigns_sessions),
         TEST_CASE(test_edge_untrusted_peer_cannot_spoof_ip),
         TEST_CASE(test_edge_bad_requests),
         TEST_CASE(test_edge_compressed_bodies_and_bombs),

@@ -1256,6 +1256,65 @@ static void test_event_alloc_failures(void)
     check_alloc_failures("{\"events\":[{\"type\":\"click\",\"tenant_id\":\"x\"}]}", SL_EDENIED);
 }
 
+/* A session hook that records its calls and hands out "s-<anonymous_id>-<ts_ms>". */
+struct hook_calls {
+    int n;
+    char tenant[64];
+};
+
+static int fake_assign(void *user, const char *tenant_id, const char *anonymous_id,
+                       size_t anonymous_len, int64_t ts_ms, char out[INGEST_EVENT_ID_LEN + 1])
+{
+    struct hook_calls *calls = user;
+
+    calls->n++;
+    snprintf(calls->tenant, sizeof(calls->tenant), "%s", tenant_id);
+    snprintf(out, INGEST_EVENT_ID_LEN + 1, "s-%.*s-%lld", (int)anonymous_len, anonymous_id,
+             (long long)ts_ms);
+    return 0;
+}
+
+static void test_event_session_assignment_hook(void)
+{
+    struct ingest_event_ctx ctx = default_ctx();
+    struct hook_calls calls = {0};
+    struct ingest_event_batch b;
+    struct sl_err err;
+    json_t *j;
+
+    ctx.assign_session = fake_assign;
+    ctx.assign_session_user = &calls;
+    ASSERT_OK(parse_with("{\"events\":["
+                         "{\"type\":\"pageview\",\"anonymous_id\":\"a1\","
+                         "\"timestamp\":\"2026-11-24T09:00:00Z\"},"
+                         "{\"type\":\"pageview\",\"anonymous_id\":\"a1\",\"session_id\":\"mine\"},"
+                         "{\"type\":\"pageview\"}]}",
+                         NULL, &ctx, &b, &err), &err);
+    ASSERT_EQ_INT(b.n_events, 3);
+    /* Only the event with an anonymous_id and no session_id asks the hook. */
+    ASSERT_EQ_INT(calls.n, 1);
+    ASSERT_EQ_STR(calls.tenant, TENANT);
+    ASSERT_EQ_STR(b.events[0].session_id, "s-a1-1795510800000");
+    ASSERT_TRUE(b.events[0].flags & INGEST_EVENT_FLAG_SESSION_ASSIGNED);
+    j = load(&b.events[0]);
+    ASSERT_EQ_STR(str_of(j, "session_id"), "s-a1-1795510800000");
+    {
+        json_t *flags = json_object_get(j, "flags");
+        bool is_flagged = false;
+
+        for (size_t i = 0; i < json_array_size(flags); i++) {
+            is_flagged = is_flagged ||
+                         strcmp(json_string_value(json_array_get(flags, i)), "session_assigned") == 0;
+        }
+        ASSERT_TRUE(is_flagged);
+    }
+    json_decref(j);
+    ASSERT_EQ_STR(b.events[1].session_id, "mine");
+    ASSERT_TRUE(!(b.events[1].flags & INGEST_EVENT_FLAG_SESSION_ASSIGNED));
+    ASSERT_TRUE(b.events[2].session_id == NULL);
+    ingest_event_batch_fini(&b);
+}
+
 int main(int argc, char **argv)
 {
     static const struct test_case cases[] = {
@@ -1281,6 +1340,7 @@ int main(int argc, char **argv)
         TEST_CASE(test_event_log_rules),
         TEST_CASE(test_event_settings_table_matches_defaults),
         TEST_CASE(test_event_alloc_failures),
+        TEST_CASE(test_event_session_assignment_hook),
         {NULL, NULL},
     };
 
