@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
+
 /* GLOBAL: allocations left before failures start; -1 means never fail. Written only by
  * tests through sl_alloc_fail_after, read by every allocation (atomic). */
 static atomic_long fail_countdown = -1;
@@ -68,5 +70,6 @@ void sl_free(void *p)
 
 void sl_alloc_init_jansson(void)
 {
-    json_set_alloc_funcs(sl_malloc, sl_free);
+    /* sl_malloc/sl_free unless the thread routes jansson into an arena (arena.h). */
+    json_set_alloc_funcs(sl_arena_jansson_malloc, sl_arena_jansson_free);
 }

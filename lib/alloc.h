@@ -21,7 +21,8 @@ void sl_free(void *p);
  */
 void sl_alloc_fail_after(long n);
 
-/* Routes jansson's allocations through these wrappers. Call once before threads start. */
+/* Routes jansson's allocations through these wrappers. Call once before threads start.
+ * (By way of arena.h's jansson functions, so a thread can send them into an arena.) */
 void sl_alloc_init_jansson(void);
 
 #endif
