@@ -190,8 +190,9 @@ int sl_store_lease_get(struct sl_store *st, const char *name, struct sl_lease *o
 
 /* ---- runs ---- */
 
-static void read_run(sqlite3_stmt *stmt, struct sl_run *r)
+static void read_run(sqlite3_stmt *stmt, void *dst)
 {
+    struct sl_run *r = dst;
     char status[16];
     int s;
 
@@ -485,49 +486,15 @@ int sl_store_run_find(struct sl_store *st, const char *job, int64_t slot_s, stru
 int sl_store_run_list(struct sl_store *st, const char *job, size_t limit, struct sl_run **out,
                       size_t *n_out, struct sl_err *err)
 {
-    sqlite3_stmt *stmt = NULL;
-    struct sl_run *items = NULL;
-    size_t n = 0, cap = 0;
-    int rc;
+    char sql[512];
 
-    *out = NULL;
-    *n_out = 0;
-    rc = sl_store_prepare(st,
-                          "SELECT " RUN_COLUMNS " FROM sched_runs "
-                          "WHERE ?1 IS NULL OR job = ?1 ORDER BY id DESC LIMIT ?2",
-                          &stmt, err);
-    if (rc != 0) {
-        return rc;
-    }
-    if (job != NULL) {
-        sqlite3_bind_text(stmt, 1, job, -1, SQLITE_STATIC);
-    }
-    sqlite3_bind_int64(stmt, 2, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t new_cap = cap == 0 ? 16 : cap * 2;
-            struct sl_run *grown = sl_realloc(items, new_cap * sizeof(*items));
-
-            if (grown == NULL) {
-                rc = sl_err_set(err, SL_ENOMEM, "out of memory listing runs");
-                goto done;
-            }
-            items = grown;
-            cap = new_cap;
-        }
-        read_run(stmt, &items[n++]);
-    }
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "listing runs", err);
-
-done:
-    sqlite3_finalize(stmt);
-    if (rc != 0) {
-        sl_free(items);
-        return rc;
-    }
-    *out = items;
-    *n_out = n;
-    return 0;
+    /* The limit is a number we format, never text from the caller. */
+    snprintf(sql, sizeof(sql),
+             "SELECT " RUN_COLUMNS " FROM sched_runs WHERE ?1 IS NULL OR job = ?1 "
+             "ORDER BY id DESC LIMIT %lld",
+             (long long)(limit > INT64_MAX ? INT64_MAX : (int64_t)limit));
+    return sl_store_list(st, sql, job, sizeof(**out), read_run, (void **)out, n_out,
+                         "listing runs", err);
 }
 
 int sl_store_run_abandon(struct sl_store *st, const char *owner, int64_t now_s, int64_t *n_out,
@@ -577,8 +544,9 @@ int sl_store_run_prune(struct sl_store *st, int64_t before_s, int64_t *n_out,
 
 /* ---- jobs ---- */
 
-static void read_job(sqlite3_stmt *stmt, struct sl_job *j)
+static void read_job(sqlite3_stmt *stmt, void *dst)
 {
+    struct sl_job *j = dst;
     char status[16];
     int s;
 
@@ -680,42 +648,8 @@ int sl_store_job_get(struct sl_store *st, const char *name, struct sl_job *out,
 int sl_store_job_list(struct sl_store *st, struct sl_job **out, size_t *n_out,
                       struct sl_err *err)
 {
-    sqlite3_stmt *stmt = NULL;
-    struct sl_job *items = NULL;
-    size_t n = 0, cap = 0;
-    int rc;
-
-    *out = NULL;
-    *n_out = 0;
-    rc = sl_store_prepare(st, "SELECT " JOB_COLUMNS JOB_FROM " ORDER BY j.name", &stmt, err);
-    if (rc != 0) {
-        return rc;
-    }
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t new_cap = cap == 0 ? 8 : cap * 2;
-            struct sl_job *grown = sl_realloc(items, new_cap * sizeof(*items));
-
-            if (grown == NULL) {
-                rc = sl_err_set(err, SL_ENOMEM, "out of memory listing jobs");
-                goto done;
-            }
-            items = grown;
-            cap = new_cap;
-        }
-        read_job(stmt, &items[n++]);
-    }
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "listing jobs", err);
-
-done:
-    sqlite3_finalize(stmt);
-    if (rc != 0) {
-        sl_free(items);
-        return rc;
-    }
-    *out = items;
-    *n_out = n;
-    return 0;
+    return sl_store_list(st, "SELECT " JOB_COLUMNS JOB_FROM " ORDER BY j.name", NULL,
+                         sizeof(**out), read_job, (void **)out, n_out, "listing jobs", err);
 }
 
 int sl_store_job_request_run(struct sl_store *st, const char *name, int64_t now_s,
