@@ -199,11 +199,21 @@ static int pragma_int(struct sl_store *st, const char *sql, int *out, struct sl_
     return 0;
 }
 
-static int exec_sql(struct sl_store *st, const char *sql, const char *what, struct sl_err *err)
+int sl_store_exec(struct sl_store *st, const char *sql, const char *what, struct sl_err *err)
 {
     int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
 
     return rc == SQLITE_OK ? 0 : sl_store_fail(st, rc, what, err);
+}
+
+int sl_store_step_done(struct sl_store *st, sqlite3_stmt *stmt, const char *what,
+                       struct sl_err *err)
+{
+    int rc = sqlite3_step(stmt);
+
+    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, what, err);
+    sqlite3_finalize(stmt);
+    return rc;
 }
 
 /* Runs the migrations after the file's version up to target, all in one transaction. */
@@ -215,7 +225,7 @@ static int migrate(struct sl_store *st, int target, struct sl_err *err)
     int app_id = 0;
     int rc;
 
-    rc = exec_sql(st, "BEGIN IMMEDIATE", "locking the tenant store to upgrade it", err);
+    rc = sl_store_exec(st, "BEGIN IMMEDIATE", "locking the tenant store to upgrade it", err);
     if (rc != 0) {
         return rc;
     }
@@ -256,13 +266,13 @@ static int migrate(struct sl_store *st, int target, struct sl_err *err)
         version = m->version;
     }
     snprintf(sql, sizeof(sql), "PRAGMA application_id = %d", STORE_APPLICATION_ID);
-    rc = exec_sql(st, sql, "marking the tenant store", err);
+    rc = sl_store_exec(st, sql, "marking the tenant store", err);
     if (rc == 0) {
         snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version);
-        rc = exec_sql(st, sql, "recording the schema version", err);
+        rc = sl_store_exec(st, sql, "recording the schema version", err);
     }
     if (rc == 0) {
-        rc = exec_sql(st, "COMMIT", "committing the schema upgrade", err);
+        rc = sl_store_exec(st, "COMMIT", "committing the schema upgrade", err);
     }
     if (rc != 0) {
         goto rollback;
@@ -299,12 +309,12 @@ int sl_store_open_version(struct sl_store **out, const char *path, int64_t busy_
     }
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, (int)busy_timeout_ms);
-    rc = exec_sql(st, "PRAGMA foreign_keys = ON", "enabling foreign keys", err);
+    rc = sl_store_exec(st, "PRAGMA foreign_keys = ON", "enabling foreign keys", err);
     if (rc == 0) {
-        rc = exec_sql(st, "PRAGMA journal_mode = WAL", "switching to WAL mode", err);
+        rc = sl_store_exec(st, "PRAGMA journal_mode = WAL", "switching to WAL mode", err);
     }
     if (rc == 0) {
-        rc = exec_sql(st, "PRAGMA synchronous = NORMAL", "setting synchronous mode", err);
+        rc = sl_store_exec(st, "PRAGMA synchronous = NORMAL", "setting synchronous mode", err);
     }
     if (rc != 0) {
         goto fail;

@@ -178,9 +178,7 @@ int sl_store_channel_add(struct sl_store *st, const char *tenant, const char *na
         sqlite3_bind_text(stmt, 6, secret, -1, SQLITE_STATIC);
     }
     sqlite3_bind_int64(stmt, 7, now_s);
-    rc = sqlite3_step(stmt);
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "adding a channel", err);
-    sqlite3_finalize(stmt);
+    rc = sl_store_step_done(st, stmt, "adding a channel", err);
     if (rc == 0 && out != NULL) {
         rc = sl_store_channel_get(st, id, out, err);
     }
@@ -231,12 +229,10 @@ static int exec_delete(struct sl_store *st, const char *sql, const char *id, con
         return rc;
     }
     sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(stmt);
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, what, err);
+    rc = sl_store_step_done(st, stmt, what, err);
     if (rc == 0 && sqlite3_changes(st->db) == 0) {
         rc = sl_err_set(err, SL_ENOTFOUND, "%s: '%s' not found", what, id);
     }
-    sqlite3_finalize(stmt);
     return rc;
 }
 
@@ -338,9 +334,7 @@ int sl_store_rule_add(struct sl_store *st, const struct sl_rule *r, int64_t now_
     sqlite3_bind_text(stmt, 8, r->channel_id, -1, SQLITE_STATIC);
     sqlite3_bind_int(stmt, 9, r->is_enabled ? 1 : 0);
     sqlite3_bind_int64(stmt, 10, now_s);
-    rc = sqlite3_step(stmt);
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "adding a rule", err);
-    sqlite3_finalize(stmt);
+    rc = sl_store_step_done(st, stmt, "adding a rule", err);
     if (rc == 0 && out != NULL) {
         rc = sl_store_get(st, "SELECT " RULE_COLUMNS " FROM alert_rules WHERE id = ?1", id,
                           read_rule, out, "rule", err);

@@ -39,6 +39,13 @@ void sl_store_col_text(sqlite3_stmt *stmt, int col, char *dst, size_t cap);
 int sl_store_random_id(const char *prefix, size_t n_bytes, char *dst, size_t cap,
                        struct sl_err *err);
 
+/* Runs SQL without results (several statements allowed); SQLite's error in err. */
+int sl_store_exec(struct sl_store *st, const char *sql, const char *what, struct sl_err *err);
+
+/* Steps a statement that returns no rows, then finalizes it (also on failure). */
+int sl_store_step_done(struct sl_store *st, sqlite3_stmt *stmt, const char *what,
+                       struct sl_err *err);
+
 /* Reads the current row of stmt into dst (a record struct). */
 typedef void (*sl_store_read_cb)(sqlite3_stmt *stmt, void *dst);
 

@@ -143,9 +143,7 @@ static int insert_key(struct sl_store *st, const char *tenant_id, const char *na
     if (expires_s > 0) {
         sqlite3_bind_int64(stmt, 7, expires_s);
     }
-    rc = sqlite3_step(stmt);
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "creating an API key", err);
-    sqlite3_finalize(stmt);
+    rc = sl_store_step_done(st, stmt, "creating an API key", err);
     if (rc == 0 && out != NULL) {
         rc = sl_store_key_get(st, id, out, err);
     }
@@ -234,9 +232,7 @@ int sl_store_key_revoke(struct sl_store *st, const char *id, int64_t now_s,
     }
     sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, now_s);
-    rc = sqlite3_step(stmt);
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "revoking an API key", err);
-    sqlite3_finalize(stmt);
+    rc = sl_store_step_done(st, stmt, "revoking an API key", err);
     return rc;
 }
 
@@ -285,9 +281,7 @@ int sl_store_key_rotate(struct sl_store *st, const char *id, int64_t grace_s, in
         sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(stmt, 2, old_expiry);
         sqlite3_bind_text(stmt, 3, fresh.id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(stmt);
-        rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "rotating an API key", err);
-        sqlite3_finalize(stmt);
+        rc = sl_store_step_done(st, stmt, "rotating an API key", err);
     }
     if (rc == 0 && sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         rc = sl_store_fail(st, sqlite3_errcode(st->db), "committing a key rotation", err);
@@ -398,9 +392,7 @@ int sl_store_key_touch(struct sl_store *st, const char *id, int64_t now_s, struc
     }
     sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, now_s);
-    rc = sqlite3_step(stmt);
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "recording key use", err);
-    sqlite3_finalize(stmt);
+    rc = sl_store_step_done(st, stmt, "recording key use", err);
     return rc;
 }
 

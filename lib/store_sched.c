@@ -50,12 +50,6 @@ int sl_store_run_status_parse(const char *name)
     return -1;
 }
 
-static int exec_sql(struct sl_store *st, const char *sql, const char *what, struct sl_err *err)
-{
-    int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
-
-    return rc == SQLITE_OK ? 0 : sl_store_fail(st, rc, what, err);
-}
 
 static void rollback(struct sl_store *st)
 {
@@ -63,16 +57,6 @@ static void rollback(struct sl_store *st)
 }
 
 /* Steps a statement that returns no rows and finalizes it. */
-static int step_done(struct sl_store *st, sqlite3_stmt *stmt, const char *what,
-                     struct sl_err *err)
-{
-    int rc = sqlite3_step(stmt);
-
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, what, err);
-    sqlite3_finalize(stmt);
-    return rc;
-}
-
 /* ---- leases ---- */
 
 int sl_store_lease_acquire(struct sl_store *st, const char *name, const char *owner,
@@ -153,7 +137,7 @@ int sl_store_lease_release(struct sl_store *st, const char *name, const char *ow
     }
     sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, owner, -1, SQLITE_STATIC);
-    return step_done(st, stmt, "releasing the scheduler lease", err);
+    return sl_store_step_done(st, stmt, "releasing the scheduler lease", err);
 }
 
 int sl_store_lease_get(struct sl_store *st, const char *name, struct sl_lease *out,
@@ -251,7 +235,7 @@ static int clear_request(struct sl_store *st, const char *job, int64_t slot_s,
     }
     sqlite3_bind_text(stmt, 1, job, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, slot_s);
-    return step_done(st, stmt, "clearing a run request", err);
+    return sl_store_step_done(st, stmt, "clearing a run request", err);
 }
 
 static int insert_run(struct sl_store *st, const char *owner, const char *job, int64_t slot_s,
@@ -297,7 +281,7 @@ int sl_store_run_begin(struct sl_store *st, const char *lease, const char *owner
     int rc;
 
     *run_id = 0;
-    rc = exec_sql(st, "BEGIN IMMEDIATE", "locking the store to start a run", err);
+    rc = sl_store_exec(st, "BEGIN IMMEDIATE", "locking the store to start a run", err);
     if (rc != 0) {
         return rc;
     }
@@ -317,7 +301,7 @@ int sl_store_run_begin(struct sl_store *st, const char *lease, const char *owner
         if (is_manual && clear_request(st, job, slot_s, NULL) != 0) {
             goto fail;
         }
-        if (exec_sql(st, "COMMIT", "committing", NULL) != 0) {
+        if (sl_store_exec(st, "COMMIT", "committing", NULL) != 0) {
             goto fail;
         }
         return rc;
@@ -340,9 +324,9 @@ int sl_store_run_begin(struct sl_store *st, const char *lease, const char *owner
     sqlite3_bind_int64(stmt, 2, *run_id);
     sqlite3_bind_int64(stmt, 3, slot_s);
     sqlite3_bind_int(stmt, 4, is_manual ? 1 : 0);
-    rc = step_done(st, stmt, "recording the job's last run", err);
+    rc = sl_store_step_done(st, stmt, "recording the job's last run", err);
     if (rc == 0) {
-        rc = exec_sql(st, "COMMIT", "committing the start of a run", err);
+        rc = sl_store_exec(st, "COMMIT", "committing the start of a run", err);
     }
     if (rc != 0) {
         goto fail;
@@ -367,7 +351,7 @@ int sl_store_run_end(struct sl_store *st, int64_t run_id, enum sl_run_status sta
         return sl_err_set(err, SL_EINVAL, "a run cannot end as '%s'",
                           sl_store_run_status_name(status));
     }
-    rc = exec_sql(st, "BEGIN IMMEDIATE", "locking the store to end a run", err);
+    rc = sl_store_exec(st, "BEGIN IMMEDIATE", "locking the store to end a run", err);
     if (rc != 0) {
         return rc;
     }
@@ -389,7 +373,7 @@ int sl_store_run_end(struct sl_store *st, int64_t run_id, enum sl_run_status sta
     else {
         sqlite3_bind_null(stmt, 6);
     }
-    rc = step_done(st, stmt, "recording the end of a run", err);
+    rc = sl_store_step_done(st, stmt, "recording the end of a run", err);
     if (rc != 0) {
         goto fail;
     }
@@ -412,12 +396,12 @@ int sl_store_run_end(struct sl_store *st, int64_t run_id, enum sl_run_status sta
         }
         sqlite3_bind_int64(stmt, 1, run_id);
         sqlite3_bind_text(stmt, 2, checkpoint, -1, SQLITE_STATIC);
-        rc = step_done(st, stmt, "saving the job's checkpoint", err);
+        rc = sl_store_step_done(st, stmt, "saving the job's checkpoint", err);
         if (rc != 0) {
             goto fail;
         }
     }
-    rc = exec_sql(st, "COMMIT", "committing the end of a run", err);
+    rc = sl_store_exec(st, "COMMIT", "committing the end of a run", err);
     if (rc != 0) {
         goto fail;
     }
@@ -514,7 +498,7 @@ int sl_store_run_abandon(struct sl_store *st, const char *owner, int64_t now_s, 
     }
     sqlite3_bind_text(stmt, 1, owner, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, now_s);
-    rc = step_done(st, stmt, "marking abandoned runs", err);
+    rc = sl_store_step_done(st, stmt, "marking abandoned runs", err);
     if (rc == 0 && n_out != NULL) {
         *n_out = sqlite3_changes(st->db);
     }
@@ -535,7 +519,7 @@ int sl_store_run_prune(struct sl_store *st, int64_t before_s, int64_t *n_out,
         return rc;
     }
     sqlite3_bind_int64(stmt, 1, before_s);
-    rc = step_done(st, stmt, "pruning run history", err);
+    rc = sl_store_step_done(st, stmt, "pruning run history", err);
     if (rc == 0 && n_out != NULL) {
         *n_out = sqlite3_changes(st->db);
     }
@@ -593,7 +577,7 @@ int sl_store_job_register(struct sl_store *st, const struct sl_job *j, int64_t n
     sqlite3_bind_int(stmt, 4, j->is_enabled ? 1 : 0);
     sqlite3_bind_int64(stmt, 5, j->next_run_s);
     sqlite3_bind_int64(stmt, 6, now_s);
-    return step_done(st, stmt, "registering a job", err);
+    return sl_store_step_done(st, stmt, "registering a job", err);
 }
 
 int sl_store_job_set_next(struct sl_store *st, const char *name, int64_t next_run_s,
@@ -611,7 +595,7 @@ int sl_store_job_set_next(struct sl_store *st, const char *name, int64_t next_ru
     sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, next_run_s);
     sqlite3_bind_int64(stmt, 3, now_s);
-    rc = step_done(st, stmt, "saving a job's next run", err);
+    rc = sl_store_step_done(st, stmt, "saving a job's next run", err);
     if (rc == 0 && sqlite3_changes(st->db) != 1) {
         rc = sl_err_set(err, SL_ENOTFOUND, "no job named '%s'", name);
     }
@@ -660,7 +644,7 @@ int sl_store_job_request_run(struct sl_store *st, const char *name, int64_t now_
     int rc;
 
     *requested_s = 0;
-    rc = exec_sql(st, "BEGIN IMMEDIATE", "locking the store to request a run", err);
+    rc = sl_store_exec(st, "BEGIN IMMEDIATE", "locking the store to request a run", err);
     if (rc != 0) {
         return rc;
     }
@@ -690,7 +674,7 @@ int sl_store_job_request_run(struct sl_store *st, const char *name, int64_t now_
     rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "requesting a run", err);
     sqlite3_finalize(stmt);
     if (rc == 0) {
-        rc = exec_sql(st, "COMMIT", "committing the run request", err);
+        rc = sl_store_exec(st, "COMMIT", "committing the run request", err);
     }
     if (rc != 0) {
         goto fail;
@@ -713,7 +697,7 @@ int sl_store_optimize(struct sl_store *st, bool *is_truncated, struct sl_err *er
     if (is_truncated != NULL) {
         *is_truncated = false;
     }
-    rc = exec_sql(st, "PRAGMA optimize", "optimizing the tenant store", err);
+    rc = sl_store_exec(st, "PRAGMA optimize", "optimizing the tenant store", err);
     if (rc != 0) {
         return rc;
     }

@@ -112,9 +112,7 @@ int sl_store_tenant_create(struct sl_store *st, const char *name, const char *ti
     sqlite3_bind_text(stmt, 2, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 3, tier, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 4, now_s);
-    rc = sqlite3_step(stmt);
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "creating a tenant", err);
-    sqlite3_finalize(stmt);
+    rc = sl_store_step_done(st, stmt, "creating a tenant", err);
     if (rc != 0) {
         return rc;
     }
@@ -153,10 +151,7 @@ static int update_tenant(struct sl_store *st, const char *id, const char *sql, i
             sqlite3_bind_int64(stmt, (int)i + 3, vals[i]);
         }
     }
-    rc = sqlite3_step(stmt);
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, what, err);
-    sqlite3_finalize(stmt);
-    return rc;
+    return sl_store_step_done(st, stmt, what, err);
 }
 
 int sl_store_tenant_set_tier(struct sl_store *st, const char *id_or_name, const char *tier,

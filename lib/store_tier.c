@@ -108,8 +108,6 @@ int sl_store_tier_put(struct sl_store *st, const struct sl_tier *t, int64_t now_
     sqlite3_bind_int64(stmt, 6, t->monthly_quota);
     sqlite3_bind_int(stmt, 7, t->has_enrichment ? 1 : 0);
     sqlite3_bind_int64(stmt, 8, now_s);
-    rc = sqlite3_step(stmt);
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, "saving a tier", err);
-    sqlite3_finalize(stmt);
+    rc = sl_store_step_done(st, stmt, "saving a tier", err);
     return rc;
 }
