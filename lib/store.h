@@ -20,7 +20,7 @@
 #include "err.h"
 
 /* Schema version this build writes; sl_store_open upgrades older files to it. */
-#define SL_STORE_SCHEMA_VERSION 7
+#define SL_STORE_SCHEMA_VERSION 8
 
 #define SL_STORE_ID_MAX 40
 #define SL_STORE_NAME_MAX 129    /* 128 bytes + NUL */

@@ -225,6 +225,12 @@ const struct sl_store_migration sl_store_migrations[] = {
      "  done_at INTEGER NOT NULL,"
      "  PRIMARY KEY (job_id, from_s)"
      ");"},
+    {8,
+     /* Enrichment: a tenant may have bots dropped at the edge instead of flagged, and each
+      * tier says how far back the re-enrichment job looks (days; 0: it does not). */
+     "ALTER TABLE tenants ADD COLUMN drop_bots INTEGER NOT NULL DEFAULT 0;"
+     "ALTER TABLE tiers ADD COLUMN reenrich_days INTEGER NOT NULL DEFAULT 7 "
+     "  CHECK (reenrich_days >= 0);"},
 };
 const size_t sl_store_n_migrations = sizeof(sl_store_migrations) / sizeof(sl_store_migrations[0]);
 

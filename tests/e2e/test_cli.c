@@ -386,7 +386,7 @@ static void test_cli_usage_and_help(void)
     test_proc_fini(&p);
     run(&e, &p, "db", "migrate", NULL);
     ASSERT_EQ_INT(p.status, 0);
-    ASSERT_CONTAINS(p.out, "schema version 7");
+    ASSERT_CONTAINS(p.out, "schema version 8");
     test_proc_fini(&p);
     env_fini(&e);
 }

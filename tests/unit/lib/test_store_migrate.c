@@ -118,11 +118,14 @@ static void test_migrate_new_file(void)
     ASSERT_OK(sl_store_open(&st, path, 1000, &err), &err);
     sl_store_close(st);
     ASSERT_EQ_INT(query_int(path, "SELECT count(*) FROM tiers"), 3);
-    /* Every table of versions 5 to 7 is there. */
+    /* Every table of versions 5 to 7 is there, and the columns of 8. */
     ASSERT_EQ_INT(query_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
                                   "AND name IN ('deletion_audit', 'cold_exports', "
                                   "'alert_state', 'alerts', 'deliveries', 'backfill_jobs', "
                                   "'backfill_chunks')"), 7);
+    ASSERT_EQ_INT(query_int(path, "SELECT count(*) FROM pragma_table_info('tenants') "
+                                  "WHERE name = 'drop_bots'"), 1);
+    ASSERT_EQ_INT(query_int(path, "SELECT reenrich_days FROM tiers WHERE name = 'free'"), 7);
     test_rmtree(dir);
     free(path);
     free(dir);
