@@ -1,10 +1,13 @@
-/* sluice channel: add, list and remove alert channels. */
+/* sluice channel: add, list, remove and test alert channels. */
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "cli.h"
+#include "notify.h"
+
+extern char **environ;
 
 static const char usage[] =
     "usage: sluice channel add --kind KIND --name NAME (--tenant TENANT | --global)\n"
@@ -14,6 +17,11 @@ static const char usage[] =
     "           signing secret (printed once) unless --secret is given. Prints the id.\n"
     "       sluice channel list [--tenant TENANT]\n"
     "       sluice channel remove CHANNEL_ID\n"
+    "       sluice channel test CHANNEL_ID [--retries N]\n"
+    "           sends a test notification now and prints the outcome (exit 1 unless it\n"
+    "           was delivered); --retries repeats a failed attempt after the backoff of\n"
+    "           SLUICE_JOB_NOTIFY_RETRY_BASE_S. Uses SLUICE_SMTP_* and\n"
+    "           SLUICE_JOB_NOTIFY_* from the environment.\n"
     "All commands take --json.\n";
 
 static json_t *channel_json(const struct sl_channel *c)
@@ -187,12 +195,83 @@ static int channel_remove(struct cli_ctx *ctx, int argc, char **argv)
     return CLI_OK;
 }
 
+static int channel_test(struct cli_ctx *ctx, int argc, char **argv)
+{
+    struct cli_flag flags[] = {{.name = "--retries", .takes_value = true}};
+    struct notify_settings settings = {0};
+    const struct sl_cfg_section sec =
+        SL_CFG_SECTION("notify", notify_cfg_opts, notify_cfg_n_opts, &settings);
+    struct notify_outcome out;
+    struct sl_store *st = NULL;
+    int64_t retries = 0;
+    const char *pos[1];
+    struct sl_err err;
+    size_t n_pos = 0;
+    bool help = false;
+    int rc = cli_args_parse(ctx, argc, argv, flags, 1, pos, 1, &n_pos, &help);
+
+    if (rc != CLI_OK || help) {
+        return help ? cli_help(ctx, usage) : rc;
+    }
+    if (n_pos != 1) {
+        return cli_usage_error(ctx, "channel", "channel test needs a CHANNEL_ID");
+    }
+    if (flags[0].is_set) {
+        rc = cli_parse_int(ctx, "channel", "--retries", flags[0].value, 0, 10, &retries);
+        if (rc != CLI_OK) {
+            return rc;
+        }
+    }
+    sl_err_clear(&err);
+    /* The notify settings come from the environment: the command line's --config file is
+     * main.c's and is not handed to command groups. */
+    if (sl_cfg_load(&sec, 1, NULL, environ, &err) != 0) {
+        sl_cfg_fini(&sec, 1);
+        return cli_usage_error(ctx, "channel", "bad setting: %s", err.msg);
+    }
+    rc = cli_store(ctx, &st, &err);
+    if (rc == 0) {
+        rc = notify_channel_test(st, &settings, pos[0], (int)retries, ctx->now_s, &out, &err);
+    }
+    sl_cfg_fini(&sec, 1);
+    if (rc != 0) {
+        return cli_fail(ctx, &err);
+    }
+    if (ctx->is_json) {
+        cli_print_json(ctx, json_pack("{s:s, s:I, s:s, s:I, s:o, s:I, s:s?}", "channel_id",
+                                      pos[0], "delivery_id", (json_int_t)out.delivery_id,
+                                      "status", out.status, "attempts",
+                                      (json_int_t)out.attempt, "http_status",
+                                      out.http_status > 0 ? json_integer(out.http_status)
+                                                          : json_null(),
+                                      "duration_ms", (json_int_t)out.duration_ms, "error",
+                                      out.error[0] != '\0' ? out.error : NULL));
+    }
+    else if (strcmp(out.status, "sent") == 0) {
+        fprintf(ctx->out, "test notification delivered to %s (delivery %lld, attempt %lld, ",
+                pos[0], (long long)out.delivery_id, (long long)out.attempt);
+        if (out.http_status > 0) {
+            fprintf(ctx->out, "HTTP %lld, ", (long long)out.http_status);
+        }
+        fprintf(ctx->out, "%lld ms)\n", (long long)out.duration_ms);
+    }
+    else {
+        fprintf(ctx->out, "test notification to %s not delivered (delivery %lld, attempt "
+                "%lld): %s%s\n", pos[0], (long long)out.delivery_id, (long long)out.attempt,
+                out.error, strcmp(out.status, "retry") == 0
+                               ? "; the notify job keeps retrying it until its deadline"
+                               : "");
+    }
+    return strcmp(out.status, "sent") == 0 ? CLI_OK : CLI_FAILED;
+}
+
 int cli_channel_main(struct cli_ctx *ctx, int argc, char **argv)
 {
     static const struct cli_verb verbs[] = {
         {"add", channel_add},
         {"list", channel_list},
         {"remove", channel_remove},
+        {"test", channel_test},
     };
 
     return cli_dispatch(ctx, "channel", usage, verbs, sizeof(verbs) / sizeof(verbs[0]), argc,

@@ -14,10 +14,15 @@ static const char usage[] =
     "                       [--cooldown 1h] [--disabled]\n"
     "           KIND and its threshold:\n"
     "             error_rate         share of error events in the window, 0..1 (default 0.05)\n"
-    "             quota              percent of the monthly quota used (default 80)\n"
-    "             ingestion_stopped  no events for the window (threshold 0)\n"
-    "             dlq_growth         dead letters added in the window (default 1)\n"
-    "             loader_lag         seconds the loader is behind (default 300)\n"
+    "             quota              percent of the monthly quota used (default 80); below\n"
+    "                                100 the rule also fires when the quota is used up\n"
+    "             ingestion_stopped  no events for the window from a tenant that sent\n"
+    "                                some in the look-back (threshold 0)\n"
+    "             dlq_growth         dead letters added in the window (default 1; --global)\n"
+    "             loader_lag         events the loader stayed behind through the window\n"
+    "                                (default 10000; --global)\n"
+    "           A global error_rate, quota or ingestion_stopped rule watches every tenant.\n"
+    "           --cooldown: no new firing notice sooner than this after the last notice.\n"
     "       sluice rule list [--tenant TENANT]\n"
     "       sluice rule remove RULE_ID\n"
     "A tenant's rule may use that tenant's channels or global ones. All commands take "
@@ -73,7 +78,7 @@ static double default_threshold(const char *kind)
         return 1;
     }
     if (strcmp(kind, "loader_lag") == 0) {
-        return 300;
+        return 10000;
     }
     return 0;
 }

@@ -17,6 +17,9 @@
 
 extern char **environ;
 
+/* cmd_alerts.c */
+int cli_alerts_main(struct cli_ctx *ctx, int argc, char **argv);
+
 struct command {
     const char *name;
     int (*main)(struct cli_ctx *ctx, int argc, char **argv);
@@ -29,6 +32,7 @@ static const struct command commands[] = {
     {"key", cli_key_main, "create, list, revoke, rotate API keys"},
     {"channel", cli_channel_main, "add, list, remove alert channels"},
     {"rule", cli_rule_main, "add, list, remove alert rules"},
+    {"alerts", cli_alerts_main, "list, history, deliveries of alert notifications"},
     {"db", cli_db_main, "migrate: upgrade the tenant store's schema"},
     {"jobs", cli_jobs_main, "list, run, history of the scheduler's jobs"},
     {"dlq", cli_dlq_main, "list, replay the loader's dead letters"},

@@ -1,8 +1,9 @@
 /*
  * Alert channels (where notifications go) and alert rules (what fires them). The notify
- * worker reads these; delivery state comes with it.
+ * worker reads these; alert state and deliveries are store_notify.c's.
  */
 #include "store_int.h"
+#include "store_notify.h"
 
 #include <math.h>
 #include <string.h>
@@ -16,14 +17,15 @@ struct rule_kind {
     double min;
     double max;
     const char *unit;
+    bool is_system; /* about sluice itself, not a tenant: global rules only */
 };
 
 static const struct rule_kind rule_kinds[] = {
-    {"error_rate", 0.0, 1.0, "share of error events in the window (0..1)"},
-    {"quota", 1.0, 1000.0, "percent of the monthly quota used"},
-    {"ingestion_stopped", 0.0, 0.0, "0 (fires when no events arrive for the window)"},
-    {"dlq_growth", 1.0, 1e12, "dead letters added in the window"},
-    {"loader_lag", 1.0, 1e9, "seconds behind"},
+    {"error_rate", 0.0, 1.0, "share of error events in the window (0..1)", false},
+    {"quota", 1.0, 1000.0, "percent of the monthly quota used", false},
+    {"ingestion_stopped", 0.0, 0.0, "0 (fires when no events arrive for the window)", false},
+    {"dlq_growth", 1.0, 1e12, "dead letters added in the window", true},
+    {"loader_lag", 1.0, 1e12, "events the loader is behind", true},
 };
 
 #define CHANNEL_COLUMNS "id, tenant_id, name, kind, target, secret IS NOT NULL, created_at"
@@ -87,7 +89,8 @@ static bool is_address_list(const char *s)
         size_t n = strcspn(p, ",");
         const char *at = memchr(p, '@', n);
 
-        if (at == NULL || at == p || at == p + n - 1 || memchr(at + 1, '@', n - (size_t)(at - p) - 1)) {
+        if (at == NULL || at == p || at == p + n - 1 ||
+            memchr(at + 1, '@', n - (size_t)(at - p) - 1) != NULL) {
             return false;
         }
         p += n;
@@ -282,6 +285,10 @@ static int check_rule(struct sl_store *st, const struct sl_rule *r, const char *
     if (r->name[0] == '\0') {
         return sl_err_set(err, SL_EINVAL, "a rule needs a name");
     }
+    if (kind->is_system && tenant_id[0] != '\0') {
+        return sl_err_set(err, SL_EINVAL, "%s watches sluice itself, not one tenant: add it "
+                          "with --global", r->kind);
+    }
     if (r->window_s < 1 || r->cooldown_s < 0) {
         return sl_err_set(err, SL_EINVAL, "the window must be at least 1 s and the cooldown "
                           "0 s or more");
@@ -353,5 +360,58 @@ int sl_store_rule_list(struct sl_store *st, const char *tenant, struct sl_rule *
 
 int sl_store_rule_remove(struct sl_store *st, const char *id, struct sl_err *err)
 {
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    /* The rule's alert states go with it (ON DELETE CASCADE); its open alerts are closed
+     * so `sluice alerts list` does not show them firing forever. History stays. */
+    rc = sl_store_prepare(st,
+                          "UPDATE alerts SET state = 'resolved', resolved_at = "
+                          "CAST(strftime('%s', 'now') AS INTEGER), message = message || "
+                          "' (rule removed)' WHERE rule_id = ?1 AND state = 'firing'",
+                          &stmt, err);
+    if (rc == 0) {
+        sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+        rc = sl_store_step_done(st, stmt, "closing a removed rule's alerts", err);
+    }
+    if (rc != 0) {
+        return rc;
+    }
     return exec_delete(st, "DELETE FROM alert_rules WHERE id = ?1", id, "removing a rule", err);
+}
+
+int sl_store_rule_get(struct sl_store *st, const char *id, struct sl_rule *out,
+                      struct sl_err *err)
+{
+    return sl_store_get(st, "SELECT " RULE_COLUMNS " FROM alert_rules WHERE id = ?1", id,
+                        read_rule, out, "rule", err);
+}
+
+int sl_store_channel_secret(struct sl_store *st, const char *id, char *out, size_t cap,
+                            struct sl_err *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sl_store_prepare(st, "SELECT coalesce(secret, '') FROM alert_channels WHERE id = ?1",
+                              &stmt, err);
+
+    if (rc != 0) {
+        return rc;
+    }
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *s = sqlite3_column_text(stmt, 0);
+
+        rc = sl_store_copy_field(out, cap, s != NULL ? (const char *)s : "", "channel secret",
+                                 err);
+    }
+    else if (rc == SQLITE_DONE) {
+        rc = sl_err_set(err, SL_ENOTFOUND, "channel '%s' not found (see `sluice channel list`)",
+                        id);
+    }
+    else {
+        rc = sl_store_fail(st, rc, "reading a channel secret", err);
+    }
+    sqlite3_finalize(stmt);
+    return rc;
 }
