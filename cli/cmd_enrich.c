@@ -135,6 +135,9 @@ static int enrich_one(struct cli_ctx *ctx, const char *ip, const char *ua, const
     }
     else {
         print_text(ctx, row);
+        /* The number the events table stores in its enrichment_version column (the text
+         * above says which data it stands for); see enrich_version_id. */
+        fprintf(ctx->out, "%-19s %u\n", "enrichment_version_id", (unsigned)r.enrichment_version_id);
         json_decref(row);
     }
     enrich_destroy(e);

@@ -13,6 +13,8 @@ static const char usage[] =
     "                                [--retention-days N|tier]   per-tenant overrides\n"
     "       sluice tenant disable TENANT                its keys stop working at once\n"
     "       sluice tenant enable TENANT\n"
+    "       sluice tenant set-bots TENANT drop|flag     drop bot events at the edge, or only\n"
+    "                                                   flag them (is_bot; the default)\n"
     "TENANT is a tenant's id (tn_...) or name. New tenants default to tier 'free'.\n"
     "All commands take --json.\n";
 
@@ -30,6 +32,7 @@ static json_t *tenant_json(const struct sl_tenant *t)
     json_object_set_new(obj, "previous_tier",
                         t->previous_tier[0] != '\0' ? json_string(t->previous_tier) : json_null());
     json_object_set_new(obj, "tier_changed_at", cli_json_time(t->tier_changed_s));
+    json_object_set_new(obj, "bots", json_string(t->drop_bots ? "drop" : "flag"));
     json_object_set_new(obj, "rate_limit_override",
                         t->rate_limit_override >= 0 ? json_integer(t->rate_limit_override)
                                                     : json_null());
@@ -332,13 +335,46 @@ static int tenant_enable(struct cli_ctx *ctx, int argc, char **argv)
     return set_disabled(ctx, argc, argv, false);
 }
 
+static int tenant_set_bots(struct cli_ctx *ctx, int argc, char **argv)
+{
+    struct sl_store *st = NULL;
+    struct sl_tenant t;
+    const char *pos[2];
+    struct sl_err err;
+    size_t n_pos = 0;
+    bool help = false, drop;
+    int rc = cli_args_parse(ctx, argc, argv, NULL, 0, pos, 2, &n_pos, &help);
+
+    if (rc != CLI_OK || help) {
+        return help ? cli_help(ctx, usage) : rc;
+    }
+    if (n_pos != 2 || (strcmp(pos[1], "drop") != 0 && strcmp(pos[1], "flag") != 0)) {
+        return cli_usage_error(ctx, "tenant", "tenant set-bots needs TENANT and drop or flag");
+    }
+    drop = strcmp(pos[1], "drop") == 0;
+    sl_err_clear(&err);
+    if (cli_store(ctx, &st, &err) != 0 ||
+        sl_store_tenant_set_drop_bots(st, pos[0], drop, ctx->now_s, &err) != 0 ||
+        sl_store_tenant_get(st, pos[0], &t, &err) != 0) {
+        return cli_fail(ctx, &err);
+    }
+    if (ctx->is_json) {
+        cli_print_json(ctx, tenant_json(&t));
+    }
+    else {
+        fprintf(ctx->out, "tenant %s: bots are %s\n", t.name,
+                drop ? "dropped at the edge" : "flagged (is_bot), not dropped");
+    }
+    return CLI_OK;
+}
+
 int cli_tenant_main(struct cli_ctx *ctx, int argc, char **argv)
 {
     static const struct cli_verb verbs[] = {
         {"create", tenant_create},         {"list", tenant_list},
         {"show", tenant_show},             {"set-tier", tenant_set_tier},
         {"set-limits", tenant_set_limits}, {"disable", tenant_disable},
-        {"enable", tenant_enable},
+        {"enable", tenant_enable},         {"set-bots", tenant_set_bots},
     };
 
     return cli_dispatch(ctx, "tenant", usage, verbs, sizeof(verbs) / sizeof(verbs[0]), argc,

@@ -8,23 +8,26 @@ static const char usage[] =
     "usage: sluice tier list\n"
     "       sluice tier set NAME [--retention-days N] [--compress-after-hours N]\n"
     "                            [--rate-limit N] [--burst N] [--monthly-quota N]\n"
-    "                            [--enrichment on|off]\n"
+    "                            [--enrichment on|off] [--reenrich-days N]\n"
     "A new tier starts as a copy of 'free'. --compress-after-hours 0 means never compress;\n"
-    "--monthly-quota 0 means unlimited. All commands take --json.\n";
+    "--monthly-quota 0 means unlimited; --reenrich-days is how far back the enrichment job\n"
+    "redoes rows after the GeoIP/user-agent data changed (0: never). All commands take --json.\n";
 
 static json_t *tier_json(const struct sl_tier *t)
 {
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:o, s:o}", "name", t->name,
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:o, s:o}", "name", t->name,
                      "retention_days", (json_int_t)t->retention_days, "compress_after_hours",
                      (json_int_t)t->compress_after_hours, "rate_limit_eps",
                      (json_int_t)t->rate_limit_eps, "burst", (json_int_t)t->burst,
                      "monthly_quota", (json_int_t)t->monthly_quota, "enrichment",
-                     t->has_enrichment, "created_at", cli_json_time(t->created_s),
+                     t->has_enrichment, "reenrich_days", (json_int_t)t->reenrich_days,
+                     "created_at", cli_json_time(t->created_s),
                      "updated_at", cli_json_time(t->updated_s));
 }
 
 static const char header[] =
-    "NAME         RETENTION COMPRESS_AFTER RATE_LIMIT    BURST MONTHLY_QUOTA ENRICHMENT";
+    "NAME         RETENTION COMPRESS_AFTER RATE_LIMIT    BURST MONTHLY_QUOTA ENRICHMENT "
+    "REENRICH";
 
 static json_t *tier_record_json(const void *record, int64_t now_s)
 {
@@ -43,9 +46,10 @@ static void print_row(struct cli_ctx *ctx, const void *record)
     else {
         snprintf(compress, sizeof(compress), "%lldh", (long long)t->compress_after_hours);
     }
-    fprintf(ctx->out, "%-12s %8lldd %14s %8lld/s %8lld %13lld %s\n", t->name,
+    fprintf(ctx->out, "%-12s %8lldd %14s %8lld/s %8lld %13lld %-10s %lldd\n", t->name,
             (long long)t->retention_days, compress, (long long)t->rate_limit_eps,
-            (long long)t->burst, (long long)t->monthly_quota, t->has_enrichment ? "on" : "off");
+            (long long)t->burst, (long long)t->monthly_quota, t->has_enrichment ? "on" : "off",
+            (long long)t->reenrich_days);
 }
 
 static int tier_list(struct cli_ctx *ctx, int argc, char **argv)
@@ -79,6 +83,7 @@ static int tier_set(struct cli_ctx *ctx, int argc, char **argv)
         {.name = "--burst", .takes_value = true},
         {.name = "--monthly-quota", .takes_value = true},
         {.name = "--enrichment", .takes_value = true},
+        {.name = "--reenrich-days", .takes_value = true},
     };
     int64_t *fields[5];
     struct sl_store *st = NULL;
@@ -87,7 +92,8 @@ static int tier_set(struct cli_ctx *ctx, int argc, char **argv)
     struct sl_err err;
     size_t n_pos = 0;
     bool help = false;
-    int rc = cli_args_parse(ctx, argc, argv, flags, 6, pos, 1, &n_pos, &help);
+    int rc = cli_args_parse(ctx, argc, argv, flags, sizeof(flags) / sizeof(flags[0]), pos, 1,
+                            &n_pos, &help);
 
     if (rc != CLI_OK || help) {
         return help ? cli_help(ctx, usage) : rc;
@@ -134,6 +140,10 @@ static int tier_set(struct cli_ctx *ctx, int argc, char **argv)
             return cli_usage_error(ctx, "tier", "--enrichment takes on or off, not '%s'",
                                    flags[5].value);
         }
+    }
+    if (flags[6].is_set && cli_parse_int(ctx, "tier", flags[6].name, flags[6].value, 0, 36500,
+                                         &t.reenrich_days) != CLI_OK) {
+        return CLI_USAGE;
     }
     if (sl_store_tier_put(st, &t, ctx->now_s, &err) != 0 ||
         sl_store_tier_get(st, t.name, &t, &err) != 0) {

@@ -33,6 +33,13 @@ struct ingest_edge {
     struct ingest_edge_parts parts;
     struct ingest_http *http;
     struct ingest_ratelimit *ratelimit;
+    /* The agent-only bot checker of an edge without the loader's enrichment: made the first
+     * time a tenant drops bots (so an edge whose tenants never do loads nothing). */
+    pthread_mutex_t bots_lock;
+    struct enrich *own_bots;
+    bool has_own_bots_failed;
+    atomic_uint_least64_t bots_dropped;
+    struct sl_metrics_family *m_bots_dropped;
     atomic_uint_least64_t requests;
     atomic_uint_least64_t events_accepted;
     atomic_uint_least64_t events_rejected;
@@ -69,6 +76,15 @@ static int64_t now_ms(void)
     struct timespec ts;
 
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The policy cache's clock (the loader's too): monotonic milliseconds. */
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -240,12 +256,13 @@ static json_t *stats_json(struct ingest_edge *e)
         ingest_queue_stats(e->parts.queue, &qs);
     }
     obj = json_pack(
-        "{s:{s:I, s:o, s:I}, s:{s:I, s:I, s:o}, s:{s:s, s:b, s:I, s:I, s:I, s:I}, "
+        "{s:{s:I, s:o, s:I}, s:{s:I, s:I, s:I, s:o}, s:{s:s, s:b, s:I, s:I, s:I, s:I}, "
         "s:{s:I, s:I, s:I, s:I, s:I}, s:o}",
         "requests", "total", (json_int_t)atomic_load(&e->requests), "by_status", codes,
         "in_flight", (json_int_t)ingest_http_active(e->http),
         "events", "accepted", (json_int_t)atomic_load(&e->events_accepted), "rejected",
-        (json_int_t)atomic_load(&e->events_rejected), "rejected_by_field", reasons,
+        (json_int_t)atomic_load(&e->events_rejected), "bots_dropped",
+        (json_int_t)atomic_load(&e->bots_dropped), "rejected_by_field", reasons,
         "queue", "mode", queue_mode(e),
         "kafka_healthy", qs.is_kafka_healthy, "inflight_events", (json_int_t)qs.inflight_events,
         "kafka_events", (json_int_t)qs.kafka_events, "spooled_events",
@@ -259,6 +276,99 @@ static json_t *stats_json(struct ingest_edge *e)
         json_object_set_new(obj, "loader", ingest_loader_json(e->parts.loader, true));
     }
     return obj;
+}
+
+/* ---- bots ---- */
+
+/* The checker for bot verdicts: the loader's enrichment, else our own (made once). */
+static struct enrich *bot_checker(struct ingest_edge *e)
+{
+    struct enrich *checker;
+
+    if (e->parts.enrich != NULL) {
+        return e->parts.enrich;
+    }
+    pthread_mutex_lock(&e->bots_lock);
+    if (e->own_bots == NULL && !e->has_own_bots_failed) {
+        struct enrich_settings s = {.asn_db = "", .crawler_patterns = "",
+                                    .ua_cache_entries = 100000};
+        struct sl_err err;
+
+        if (e->parts.enrich_cfg != NULL) {
+            s = e->parts.enrich_cfg->settings;
+        }
+        s.asn_db = ""; /* agent rules only: no address is looked up here */
+        sl_err_clear(&err);
+        if (enrich_create(&s, NULL, NULL, now_ms() / 1000, &e->own_bots, &err) != 0) {
+            e->has_own_bots_failed = true;
+            sl_log_error(COMPONENT, "cannot create the bot checker, bots are not dropped: %s",
+                         err.msg);
+        }
+        else {
+            sl_log_info(COMPONENT, "a tenant drops bots: loaded the agent bot rules (crawler "
+                        "list %s)", s.crawler_patterns[0] != '\0' ? s.crawler_patterns
+                                                                  : "off");
+        }
+    }
+    checker = e->own_bots;
+    pthread_mutex_unlock(&e->bots_lock);
+    return checker;
+}
+
+/* The user agent of one normalized event (context.user_agent), or NULL. agent_buf holds
+ * the text. */
+static const char *event_agent(const struct ingest_event *ev, char *agent_buf, size_t cap)
+{
+    json_t *root = json_loadb(ev->json, ev->json_len, 0, NULL);
+    const char *ua = json_string_value(json_object_get(json_object_get(root, "context"),
+                                                       "user_agent"));
+    const char *out = NULL;
+
+    if (ua != NULL) {
+        snprintf(agent_buf, cap, "%s", ua);
+        out = agent_buf;
+    }
+    json_decref(root);
+    return out;
+}
+
+/*
+ * For a tenant that drops bots: checks every accepted event's agent and drops the bots from
+ * the batch, counted by reason. Returns SL_ENOMEM (nothing dropped) when memory ran out.
+ */
+static int drop_bots(struct ingest_edge *e, struct ingest_event_batch *b)
+{
+    struct enrich *checker = bot_checker(e);
+    bool *drop;
+    size_t n_drop = 0;
+
+    if (checker == NULL || b->n_events == 0) {
+        return 0;
+    }
+    drop = sl_calloc(b->n_events, sizeof(*drop));
+    if (drop == NULL) {
+        return SL_ENOMEM;
+    }
+    for (size_t i = 0; i < b->n_events; i++) {
+        /* Only the first ENRICH_UA_MAX_BYTES of an agent are ever read. */
+        char agent[1024];
+        struct enrich_bot_verdict v;
+
+        enrich_check_agent(checker, event_agent(&b->events[i], agent, sizeof(agent)), &v);
+        if (v.kind != ENRICH_BOT_NONE) {
+            const char *labels[1] = {enrich_bot_kind_name(v.kind)};
+
+            drop[i] = true;
+            n_drop++;
+            sl_metrics_counter_add(sl_metrics_series_get(e->m_bots_dropped, labels), 1);
+        }
+    }
+    if (n_drop > 0) {
+        ingest_event_batch_drop(b, drop);
+        atomic_fetch_add(&e->bots_dropped, n_drop);
+    }
+    sl_free(drop);
+    return 0;
 }
 
 /* ---- POST /ingest ---- */
@@ -457,6 +567,33 @@ static void handle_ingest(struct ingest_edge *e, struct ingest_http_req *req,
         free_pending(p);
         return;
     }
+    if (e->parts.policy != NULL) {
+        struct ingest_policy_tenant policy;
+
+        /* A store failure with nothing cached keeps the events: flagging is the default. */
+        if (ingest_policy_get(e->parts.policy, who.tenant_id, mono_ms(), &policy, NULL) == 0 &&
+            policy.drop_bots && drop_bots(e, &p->batch) != 0) {
+            answer_error(e, req, t0, 503, "unavailable", "out of memory",
+                         (const char *const[]){"Retry-After: 1", NULL});
+            free_pending(p);
+            return;
+        }
+    }
+    if (p->batch.n_events == 0) {
+        /* Every accepted event was a bot: nothing to store. */
+        char *resp = NULL;
+        size_t len = 0;
+
+        if (ingest_event_batch_response(&p->batch, &resp, &len) == 0) {
+            answer(e, req, t0, 200, "application/json", resp, len, NULL);
+        }
+        else {
+            answer_error(e, req, t0, 503, "unavailable", "out of memory", NULL);
+        }
+        sl_free(resp);
+        free_pending(p);
+        return;
+    }
     if (ingest_ratelimit_take(e->ratelimit, who.tenant_id, who.rate_limit_eps, who.burst,
                               (int64_t)p->batch.n_events, now_ms(), &retry_ms) != 0) {
         char header[48];
@@ -522,7 +659,9 @@ static void handle_health(struct ingest_edge *e, struct ingest_http_req *req,
     bool is_store_ready = e->parts.auth == NULL || ingest_auth_is_ready(e->parts.auth);
     bool is_queue_ready = e->parts.queue == NULL || ingest_queue_is_ready(e->parts.queue);
     bool is_ready = is_store_ready && is_queue_ready;
+    bool is_enrichment_ok = true;
     struct ingest_queue_stats qs;
+    struct enrich_health eh;
     json_t *obj;
 
     if (strcmp(path, "/health/live") == 0) {
@@ -541,13 +680,28 @@ static void handle_health(struct ingest_edge *e, struct ingest_http_req *req,
     if (e->parts.queue != NULL) {
         ingest_queue_stats(e->parts.queue, &qs);
     }
+    if (e->parts.enrich != NULL) {
+        enrich_health(e->parts.enrich, &eh);
+        is_enrichment_ok = eh.is_ok;
+    }
+    /* Broken enrichment data never fails readiness either: rows load unenriched (or with
+     * the previous data) and "enrichment" says why. */
     obj = json_pack("{s:s, s:s, s:b, s:b, s:b, s:I}", "status",
-                    is_ready && loader_is_ok(e) ? "ok" : "degraded", "queue", queue_mode(e),
+                    is_ready && loader_is_ok(e) && is_enrichment_ok ? "ok" : "degraded",
+                    "queue", queue_mode(e),
                     "kafka_healthy", qs.is_kafka_healthy, "queue_writable", is_queue_ready,
                     "tenant_store_readable", is_store_ready, "spool_records_pending",
                     (json_int_t)qs.spool.records_pending);
     if (obj != NULL && e->parts.loader != NULL) {
         json_object_set_new(obj, "loader", ingest_loader_json(e->parts.loader, false));
+    }
+    if (obj != NULL && e->parts.enrich != NULL) {
+        json_t *ej = enrich_health_to_json(&eh);
+
+        if (ej != NULL) {
+            json_object_set_new(ej, "version", json_integer(enrich_version_id(e->parts.enrich)));
+        }
+        json_object_set_new(obj, "enrichment", ej != NULL ? ej : json_null());
     }
     answer_json(e, req, t0, is_ready ? 200 : 503, obj, NULL);
 }
@@ -641,6 +795,7 @@ int ingest_edge_start(struct ingest_edge **out, const struct ingest_edge_parts *
 {
     static const char *const request_labels[] = {"route", "code"};
     static const char *const reason_labels[] = {"field"};
+    static const char *const bot_labels[] = {"reason"};
     struct ingest_edge *e = NULL;
     int rc;
 
@@ -651,6 +806,12 @@ int ingest_edge_start(struct ingest_edge **out, const struct ingest_edge_parts *
     }
     e->parts = *parts;
     pthread_mutex_init(&e->stats_lock, NULL);
+    pthread_mutex_init(&e->bots_lock, NULL);
+    e->m_bots_dropped = sl_metrics_counter(parts->metrics, "sluice_edge_bots_dropped_total",
+                                           "Bot events dropped at the edge for tenants that "
+                                           "drop bots, by reason (empty, headless, scripted, "
+                                           "crawler, spider).",
+                                           bot_labels, 1);
     e->m_requests = sl_metrics_counter(parts->metrics, "sluice_http_requests_total",
                                        "HTTP requests answered, by route and status code.",
                                        request_labels, 2);
@@ -674,6 +835,7 @@ int ingest_edge_start(struct ingest_edge **out, const struct ingest_edge_parts *
     }
     if (rc != 0) {
         ingest_ratelimit_destroy(e->ratelimit);
+        pthread_mutex_destroy(&e->bots_lock);
         pthread_mutex_destroy(&e->stats_lock);
         sl_free(e);
         return rc;
@@ -715,6 +877,8 @@ void ingest_edge_stop(struct ingest_edge *e, int wait_ms)
     wait_idle(e, wait_ms);
     ingest_http_stop(e->http);
     ingest_ratelimit_destroy(e->ratelimit);
+    enrich_destroy(e->own_bots);
+    pthread_mutex_destroy(&e->bots_lock);
     pthread_mutex_destroy(&e->stats_lock);
     sl_free(e);
 }

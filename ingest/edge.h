@@ -4,6 +4,13 @@
  * GET /health, /health/live, /health/ready, /stats, /metrics. It wires the modules of this
  * folder together; each keeps its own job (http.c serves, auth.c checks keys, event.c
  * validates, ratelimit.c meters, queue.c makes events durable).
+ *
+ * Bots: for a tenant with drop_bots (policy.h) every accepted event's user agent is checked
+ * with the enrichment library's agent rules (enrich_check_agent: built-in markers, the
+ * crawler list, and ua-parser's Spider device when the process loaded regexes.yaml), and
+ * bots are dropped before rate limiting: the answer counts them as "dropped", and
+ * sluice_edge_bots_dropped_total{reason} counts them by kind. Other tenants' events are not
+ * checked at the edge (the loader flags bots in is_bot).
  */
 #ifndef SLUICE_INGEST_EDGE_H
 #define SLUICE_INGEST_EDGE_H
@@ -12,11 +19,13 @@
 #include <stddef.h>
 
 #include "auth.h"
+#include "enrich.h"
 #include "err.h"
 #include "event.h"
 #include "http.h"
 #include "loader.h"
 #include "metrics.h"
+#include "policy.h"
 #include "queue.h"
 #include "session.h"
 
@@ -32,6 +41,15 @@ struct ingest_edge_parts {
     struct sl_metrics *metrics;
     struct ingest_loader *loader; /* optional: its state goes into /health and /stats */
     struct ingest_session *sessions; /* optional: assigns sessions to events without one */
+    /* Optional: the loader's enrichment, whose state /health reports and whose agent cache
+     * answers the edge's bot checks. */
+    struct enrich *enrich;
+    /* Optional: tenants' drop_bots. Without it no event is dropped. */
+    struct ingest_policy *policy;
+    /* The enrichment settings, for the agent-only bot checker the edge makes the first time
+     * a tenant drops bots and enrich is NULL (an edge-only process). May be NULL: then the
+     * built-in rules alone. */
+    const struct enrich_config *enrich_cfg;
 };
 
 /* Starts serving on parts->http->addr. *out is NULL on failure. */

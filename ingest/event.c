@@ -390,6 +390,21 @@ done:
     return rc;
 }
 
+void ingest_event_batch_drop(struct ingest_event_batch *batch, const bool *drop)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < batch->n_events; i++) {
+        if (drop[i]) {
+            sl_free(batch->events[i].json);
+            batch->n_dropped++;
+            continue;
+        }
+        batch->events[kept++] = batch->events[i];
+    }
+    batch->n_events = kept;
+}
+
 void ingest_event_batch_fini(struct ingest_event_batch *batch)
 {
     if (batch == NULL) {
@@ -413,8 +428,12 @@ int ingest_event_batch_response(const struct ingest_event_batch *batch, char **o
     *out = NULL;
     *out_len = 0;
     sl_json_buf_init(&b, max);
-    sl_json_buf_appendf(&b, "{\"accepted\":%zu,\"rejected\":%zu,\"errors\":[",
-                        batch->n_events, batch->n_rejected);
+    sl_json_buf_appendf(&b, "{\"accepted\":%zu,\"rejected\":%zu,", batch->n_events,
+                        batch->n_rejected);
+    if (batch->n_dropped > 0) {
+        sl_json_buf_appendf(&b, "\"dropped\":%zu,", batch->n_dropped);
+    }
+    sl_json_buf_appendf(&b, "\"errors\":[");
     for (size_t i = 0; i < batch->n_errors; i++) {
         const struct ingest_event_error *e = &batch->errors[i];
 

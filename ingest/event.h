@@ -132,6 +132,8 @@ struct ingest_event_batch {
     size_t n_errors;
     size_t n_input;                     /* events in the request */
     size_t n_rejected;                  /* input events that have errors */
+    size_t n_dropped;                   /* accepted events the edge dropped afterwards
+                                         * (bots, ingest_event_batch_drop) */
     int http_status;                    /* what the edge should answer: see parse_batch */
     size_t _errors_cap;                 /* private */
 };
@@ -162,13 +164,20 @@ int ingest_event_parse_batch(const char *body, size_t len, const struct ingest_e
                              const struct ingest_event_ctx *ctx, struct ingest_event_batch *out,
                              struct sl_err *err);
 
+/*
+ * Removes the accepted events i for which drop[i] is true (drop has n_events entries,
+ * borrowed), keeping the others in order, and counts them in n_dropped. Never fails.
+ */
+void ingest_event_batch_drop(struct ingest_event_batch *batch, const bool *drop);
+
 /* Frees what the batch owns and zeroes it. Accepts NULL and a zeroed batch. */
 void ingest_event_batch_fini(struct ingest_event_batch *batch);
 
 /*
  * Renders the response body for a parsed batch:
  * {"accepted":N,"rejected":M,"errors":[{"index":i,"field":"...","reason":"..."},...]}
- * with field null for errors about the event as a whole. "accepted" counts batch->events,
+ * with field null for errors about the event as a whole, and "dropped":K after "rejected"
+ * when the edge dropped K accepted events (bots of a tenant that drops them). "accepted" counts batch->events,
  * so answer with it only once they are durable. batch is borrowed. *out is new (free with
  * sl_free), NUL-terminated, *out_len bytes long. Fails only with SL_ENOMEM (*out is then
  * NULL).

@@ -325,6 +325,7 @@ static void register_metrics(struct ingest_loader *l, struct sl_metrics *m)
     static const char *const kind[] = {"kind"};
     static const char *const reason[] = {"reason"};
     static const char *const part[] = {"partition"};
+    static const char *const enriched[] = {"enriched"};
     struct sl_metrics_family *f;
 
     l->m_rows = sl_metrics_series_get(
@@ -362,6 +363,11 @@ static void register_metrics(struct ingest_loader *l, struct sl_metrics *m)
         sl_metrics_counter(m, "sluice_loader_retries_total",
                            "Half-open attempts while the breaker was open.", NULL, 0),
         NULL);
+    f = sl_metrics_counter(m, "sluice_loader_enrichment_rows_total",
+                           "Rows encoded by the loader, by whether they were enriched "
+                           "(\"off\": the tenant's tier has enrichment off).", enriched, 1);
+    l->m_enriched = sl_metrics_series_get(f, (const char *const[]){"on"});
+    l->m_not_enriched = sl_metrics_series_get(f, (const char *const[]){"off"});
     l->f_lag = sl_metrics_gauge(m, "sluice_loader_consumer_lag",
                                 "Events not yet loaded and released, per Kafka partition "
                                 "(\"spool\" in spool mode).",
@@ -385,7 +391,8 @@ static char *copy_or_null(const char *s, bool *failed)
 int ingest_loader_start(struct ingest_loader **out, const struct ingest_loader_settings *s,
                         const struct sl_ch_settings *ch, const char *brokers, const char *topic,
                         struct ingest_spool *spool, const char *dead_letter_dir,
-                        struct sl_metrics *m, struct sl_err *err)
+                        struct sl_metrics *m, struct enrich *enrich,
+                        struct ingest_policy *policy, struct sl_err *err)
 {
     struct ingest_loader *l = NULL;
     struct sl_ch_settings chs = *ch;
@@ -429,6 +436,8 @@ int ingest_loader_start(struct ingest_loader **out, const struct ingest_loader_s
     l->dead_letter_dir = is_kafka ? NULL : copy_or_null(dead_letter_dir, &failed);
     l->spool = is_kafka ? NULL : spool;
     l->metrics = m;
+    l->enrich = enrich;
+    l->policy = policy;
     l->state = INGEST_LOADER_STARTING;
     l->since_s = ingest_loader_wall_ms() / 1000;
     l->lag = -1;
@@ -437,6 +446,8 @@ int ingest_loader_start(struct ingest_loader **out, const struct ingest_loader_s
     atomic_init(&l->n_batches, 0);
     atomic_init(&l->n_insert_errors, 0);
     atomic_init(&l->n_dead, 0);
+    atomic_init(&l->n_enriched, 0);
+    atomic_init(&l->n_not_enriched, 0);
     atomic_init(&l->rows_per_s, 0.0);
     sl_ch_buf_init(&l->rows, (size_t)s->batch_bytes * 2 > ROWS_MIN_BYTES
                                  ? (size_t)s->batch_bytes * 2
@@ -594,6 +605,10 @@ json_t *ingest_loader_json(struct ingest_loader *l, bool with_stats)
         json_object_set_new(obj, "dead_letters", json_integer((json_int_t)st.dead_letters));
         json_object_set_new(obj, "rows_per_s", json_real(st.rows_per_s));
         json_object_set_new(obj, "last_batch_s", json_real(st.last_batch_s));
+        json_object_set_new(obj, "rows_enriched",
+                            json_integer((json_int_t)atomic_load(&l->n_enriched)));
+        json_object_set_new(obj, "rows_not_enriched",
+                            json_integer((json_int_t)atomic_load(&l->n_not_enriched)));
         json_object_set_new(obj, "partitions", parts != NULL ? parts : json_null());
     }
     return obj;

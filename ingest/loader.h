@@ -39,8 +39,10 @@
 
 #include "cfg.h"
 #include "ch.h"
+#include "enrich.h"
 #include "err.h"
 #include "metrics.h"
+#include "policy.h"
 #include "spool.h"
 
 /* Settings of the loader. Strings are owned by the cfg module (sl_cfg_fini). */
@@ -122,6 +124,10 @@ struct ingest_loader_stats {
  *   dead_letter_dir  spool mode: the dead-letter folder (ingest_dlq_folder; borrowed,
  *                    copied); ignored in Kafka mode
  *   m                may be NULL; kept. Registers the sluice_loader_* families
+ *   enrich           may be NULL (rows are stored unenriched); kept. Each row of a tenant
+ *                    whose tier has enrichment on is enriched before the insert, and the
+ *                    GeoIP files are looked at for a new version between batches
+ *   policy           may be NULL (every tenant is enriched); kept. Per-tenant tier policy
  *   err              may be NULL
  *
  * Fails with SL_EINVAL (bad settings: no topic, no spool, librdkafka refused a value),
@@ -130,7 +136,8 @@ struct ingest_loader_stats {
 int ingest_loader_start(struct ingest_loader **out, const struct ingest_loader_settings *s,
                         const struct sl_ch_settings *ch, const char *brokers, const char *topic,
                         struct ingest_spool *spool, const char *dead_letter_dir,
-                        struct sl_metrics *m, struct sl_err *err);
+                        struct sl_metrics *m, struct enrich *enrich,
+                        struct ingest_policy *policy, struct sl_err *err);
 
 /*
  * Stops the loader thread: stops taking new messages, inserts the pending batch when
@@ -156,8 +163,9 @@ void ingest_loader_stats(struct ingest_loader *l, struct ingest_loader_stats *ou
 /*
  * The loader's part of GET /health (with_stats false) or /stats (true) as a JSON object:
  * {"mode","state","since","last_error","lag"} plus, for /stats, "rows_loaded", "batches",
- * "insert_errors", "dead_letters", "rows_per_s", "last_batch_s" and "partitions"
- * [{"partition","lag"}]. Returns a new reference, NULL when memory ran out. Any thread.
+ * "insert_errors", "dead_letters", "rows_per_s", "last_batch_s", "rows_enriched",
+ * "rows_not_enriched" and "partitions" [{"partition","lag"}]. Returns a new reference, NULL
+ * when memory ran out. Any thread.
  */
 json_t *ingest_loader_json(struct ingest_loader *l, bool with_stats);
 

@@ -1,7 +1,8 @@
 /*
- * One batch into ClickHouse: encoding the messages in chunks that fit the row buffer,
- * inserting each chunk, and when ClickHouse rejects the data, bisecting the chunk down to
- * the rows it refuses; then counting what a released batch did.
+ * One batch into ClickHouse: encoding the messages in chunks that fit the row buffer (each
+ * row enriched inline when its tenant's tier has enrichment on), inserting each chunk, and
+ * when ClickHouse rejects the data, bisecting the chunk down to the rows it refuses; then
+ * counting what a released batch did.
  */
 #include <stdio.h>
 #include <string.h>
@@ -35,6 +36,53 @@ static void mark_dead(struct loader_item *it, enum loader_fate fate, const char 
     sl_free(it->reason);
     it->reason = reason;
     it->fate = fate;
+}
+
+/* The rows module's enrichment callback: the tenant's policy (cached), then the lookup. */
+static bool enrich_row(void *user, const char *tenant_id, const char *ip, const char *agent,
+                       struct enrich_result *out)
+{
+    struct ingest_loader *l = user;
+    struct ingest_policy_tenant policy = {.has_enrichment = true};
+
+    if (l->policy != NULL) {
+        struct sl_err e;
+
+        sl_err_clear(&e);
+        if (ingest_policy_get(l->policy, tenant_id, ingest_loader_now_ms(), &policy, &e) != 0) {
+            /* The tier cannot be read and was never cached: enrich, as every built-in tier
+             * does, rather than hold the partition up on the tenant store. */
+            uint64_t k = ++l->n_policy_errors;
+
+            if ((k & (k - 1)) == 0) {
+                sl_log_warn(COMPONENT, "tenant store failure #%llu reading %s's tier (enriching "
+                            "anyway): %s", (unsigned long long)k, tenant_id, e.msg);
+            }
+        }
+    }
+    if (!policy.has_enrichment) {
+        atomic_fetch_add(&l->n_not_enriched, 1);
+        sl_metrics_counter_add(l->m_not_enriched, 1);
+        return false;
+    }
+    /* Out of memory still fills every column (the agent's maybe "Other"); counted there. */
+    enrich_lookup(l->enrich, ip, agent, NULL, out);
+    atomic_fetch_add(&l->n_enriched, 1);
+    sl_metrics_counter_add(l->m_enriched, 1);
+    return true;
+}
+
+/* Looks at the GeoIP files between batches (the library's interval decides how often). */
+static void reload_enrichment(struct ingest_loader *l)
+{
+    struct sl_err e;
+
+    sl_err_clear(&e);
+    if (enrich_reload(l->enrich, ingest_loader_wall_ms() / 1000, false, &e) != 0) {
+        /* A broken file is reported once (until it changes); the old data keeps serving. */
+        sl_log_warn(COMPONENT, "enrichment data not reloaded, the previous version serves: %s",
+                    e.msg);
+    }
 }
 
 static int grow_rows(struct ingest_loader *l, size_t n)
@@ -105,6 +153,9 @@ int ingest_loader_load(struct ingest_loader *l, struct loader_item *items, size_
     if (grow_rows(l, n + 1) != 0) {
         return sl_err_set(err, SL_ENOMEM, "out of memory encoding %zu rows", n);
     }
+    if (l->enrich != NULL) {
+        reload_enrichment(l);
+    }
     while (i < n) {
         size_t n_rows = 0;
 
@@ -117,7 +168,9 @@ int ingest_loader_load(struct ingest_loader *l, struct loader_item *items, size_
                 continue;
             }
             sl_err_clear(&e);
-            rc = ingest_rows_append(&l->rows, items[i].value, items[i].value_len, version, &e);
+            rc = ingest_rows_append_enriched(&l->rows, items[i].value, items[i].value_len,
+                                             version, l->enrich != NULL ? enrich_row : NULL, l,
+                                             &e);
             if (rc == 0) {
                 l->row_off[n_rows] = before;
                 l->row_item[n_rows] = i;
@@ -135,7 +188,7 @@ int ingest_loader_load(struct ingest_loader *l, struct loader_item *items, size_
                                   "cannot encode a row: %s", e.msg);
             }
         }
-            l->row_off[n_rows] = l->rows.len;
+        l->row_off[n_rows] = l->rows.len;
         sl_log_debug(COMPONENT, "encoded %zu rows (%zu bytes)", n_rows, l->rows.len);
         if (n_rows > 0) {
             rc = insert_rows(l, items, 0, n_rows, err);

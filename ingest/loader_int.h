@@ -16,8 +16,10 @@
 #include <stdint.h>
 
 #include "ch.h"
+#include "enrich.h"
 #include "loader.h"
 #include "metrics.h"
+#include "policy.h"
 #include "rows.h"
 
 /* What became of one message of a batch. */
@@ -53,6 +55,8 @@ struct ingest_loader {
     char insert_sql[INGEST_ROWS_INSERT_SQL_MAX];
     struct ingest_spool *spool;      /* kept; spool mode */
     struct sl_metrics *metrics;      /* kept; may be NULL */
+    struct enrich *enrich;           /* kept; NULL: rows are stored unenriched */
+    struct ingest_policy *policy;    /* kept; NULL: every tenant is enriched */
     pthread_t thread;
     bool has_thread;
 
@@ -68,6 +72,7 @@ struct ingest_loader {
     int64_t next_try_ms;             /* monotonic ms of the next half-open attempt */
     int64_t rate_t0_ms;              /* rows/s window start */
     uint64_t rate_rows0;
+    uint64_t n_policy_errors;        /* tenant store failures while enriching (sampled log) */
 
     /* Shared with other threads, under lock. */
     pthread_mutex_t lock;
@@ -91,6 +96,8 @@ struct ingest_loader {
     atomic_uint_least64_t n_batches;
     atomic_uint_least64_t n_insert_errors;
     atomic_uint_least64_t n_dead;
+    atomic_uint_least64_t n_enriched;    /* rows encoded with enrichment */
+    atomic_uint_least64_t n_not_enriched; /* rows of tenants whose tier has it off */
     _Atomic double rows_per_s;
 
     /* Kafka mode: the consumer and the dead-letter producer (loader_kafka.c). */
@@ -107,6 +114,8 @@ struct ingest_loader {
     struct sl_metrics_series *m_rows_per_s;
     struct sl_metrics_series *m_ch_up;
     struct sl_metrics_series *m_probes;
+    struct sl_metrics_series *m_enriched;
+    struct sl_metrics_series *m_not_enriched;
     struct sl_metrics_family *f_lag;
 };
 

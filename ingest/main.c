@@ -1,9 +1,10 @@
 /*
  * sluice-ingest: reads its settings, opens the tenant store, the queue (spool, and Kafka
- * when brokers are set), the loader (SLUICE_INGEST_ROLES) and the HTTP edge, then runs a
- * libuv loop for signals and the metrics snapshot timer. A loader-only process opens no
- * tenant store and no queue; its HTTP listener serves /health, /stats and /metrics and
- * answers POST /ingest with 404. SIGTERM or SIGINT stops it gracefully: no new
+ * when brokers are set), the enrichment data (with the loader), the loader
+ * (SLUICE_INGEST_ROLES) and the HTTP edge, then runs a libuv loop for signals and the
+ * metrics snapshot timer. A loader-only process opens no queue and reads the tenant store
+ * only for tenants' enrichment policy; its HTTP listener serves /health, /stats and
+ * /metrics and answers POST /ingest with 404. SIGTERM or SIGINT stops it gracefully: no new
  * connections, requests in progress finish, Kafka gets up to SLUICE_SHUTDOWN_TIMEOUT_MS to
  * acknowledge, what it did not goes to the spool; the loader inserts its pending batch if
  * there is time left and releases only what was inserted.
@@ -11,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <uv.h>
 
 #include "alloc.h"
@@ -19,11 +21,13 @@
 #include "ch.h"
 #include "dlq.h"
 #include "edge.h"
+#include "enrich.h"
 #include "event.h"
 #include "http.h"
 #include "loader.h"
 #include "log.h"
 #include "metrics.h"
+#include "policy.h"
 #include "producer.h"
 #include "queue.h"
 #include "session.h"
@@ -62,6 +66,40 @@ static void on_signal(uv_signal_t *handle, int signum)
     ingest_snapshot_stop(app->snapshot);
 }
 
+/*
+ * Loads the enrichment data for the loader. Missing or broken files do not stop start-up:
+ * rows load without what they would give, each problem is logged here and /health says why.
+ * Fails only when memory runs out (logged).
+ */
+static int start_enrichment(const struct enrich_config *cfg, struct enrich **out)
+{
+    struct enrich_health h;
+    struct sl_err err;
+
+    sl_err_clear(&err);
+    if (enrich_create(&cfg->settings, cfg->paths.geoip_db, cfg->paths.ua_regexes,
+                      (int64_t)time(NULL), out, &err) != 0) {
+        sl_log_error(COMPONENT, "cannot set up enrichment: %s", err.msg);
+        return err.code != 0 ? err.code : SL_ENOMEM;
+    }
+    enrich_health(*out, &h);
+    for (int i = 0; i < ENRICH_N_PARTS; i++) {
+        const struct enrich_part_status *p = &h.parts[i];
+
+        if (p->state == ENRICH_PART_ERROR || p->state == ENRICH_PART_DEGRADED) {
+            sl_log_warn(COMPONENT, "enrichment %s is %s, rows load without it: %s", p->name,
+                        enrich_part_state_name(p->state), p->error);
+        }
+    }
+    sl_log_info(COMPONENT, "enrichment version %u (geoip %s, asn %s, ua %s, crawlers %s)",
+                (unsigned)enrich_version_id(*out),
+                enrich_part_state_name(h.parts[ENRICH_PART_GEOIP].state),
+                enrich_part_state_name(h.parts[ENRICH_PART_ASN].state),
+                enrich_part_state_name(h.parts[ENRICH_PART_UA].state),
+                enrich_part_state_name(h.parts[ENRICH_PART_CRAWLERS].state));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct sl_log_settings log_settings = {0};
@@ -76,6 +114,7 @@ int main(int argc, char **argv)
     struct ingest_loader_settings loader_settings = {0};
     struct ingest_session_settings session_settings = {0};
     struct ingest_snapshot_settings snapshot_settings = {0};
+    struct enrich_config enrich_cfg = {0};
     struct sl_cfg_section secs[] = {
         SL_CFG_SECTION("log", sl_log_cfg_opts, sl_log_cfg_n_opts, &log_settings),
         SL_CFG_SECTION("store", sl_store_cfg_opts, sl_store_cfg_n_opts, &store_settings),
@@ -93,6 +132,8 @@ int main(int argc, char **argv)
                        &loader_settings),
         SL_CFG_SECTION("snapshot", ingest_snapshot_cfg_opts, ingest_snapshot_cfg_n_opts,
                        &snapshot_settings),
+        SL_CFG_SECTION("enrichment", enrich_config_cfg_opts, enrich_config_cfg_n_opts,
+                       &enrich_cfg),
     };
     const size_t n_secs = sizeof(secs) / sizeof(secs[0]);
     struct sl_metrics *metrics = NULL;
@@ -102,8 +143,10 @@ int main(int argc, char **argv)
     struct ingest_edge *edge = NULL;
     struct ingest_loader *loader = NULL;
     struct ingest_snapshot *snapshot = NULL;
+    struct ingest_policy *policy = NULL;
+    struct enrich *enrich = NULL;
     char *dead_letter_dir = NULL;
-    bool has_edge, is_kafka;
+    bool has_edge, has_loader, is_kafka;
     struct ingest_edge_parts parts;
     struct sl_err err;
     struct app app;
@@ -117,6 +160,7 @@ int main(int argc, char **argv)
         return status;
     }
     has_edge = ingest_loader_roles_has(loader_settings.roles, "edge");
+    has_loader = ingest_loader_roles_has(loader_settings.roles, "loader");
     is_kafka = settings.kafka_brokers[0] != '\0';
     if (!has_edge && !is_kafka) {
         /* The spool belongs to the edge's process: a loader alone has nothing to read. */
@@ -151,12 +195,20 @@ int main(int argc, char **argv)
         sl_log_error(COMPONENT, "out of memory creating the session table");
         goto done;
     }
-    if (ingest_loader_roles_has(loader_settings.roles, "loader")) {
+    if (ingest_policy_create(&policy, store_settings.path, store_settings.busy_timeout_ms,
+                             settings.tenant_cache_ttl_ms, &err) != 0) {
+        sl_log_error(COMPONENT, "cannot open the tenant store: %s", err.msg);
+        goto done;
+    }
+    if (has_loader && start_enrichment(&enrich_cfg, &enrich) != 0) {
+        goto done;
+    }
+    if (has_loader) {
         if (ingest_dlq_folder(settings.spool_dir, &dead_letter_dir) != 0 ||
             ingest_loader_start(&loader, &loader_settings, &ch_settings, settings.kafka_brokers,
                                 producer_settings.topic,
                                 queue != NULL ? ingest_queue_spool(queue) : NULL,
-                                dead_letter_dir, metrics, &err) != 0) {
+                                dead_letter_dir, metrics, enrich, policy, &err) != 0) {
             sl_log_error(COMPONENT, "cannot start the loader: %s",
                          dead_letter_dir == NULL ? "out of memory" : err.msg);
             goto done;
@@ -170,7 +222,9 @@ int main(int argc, char **argv)
     parts = (struct ingest_edge_parts){.http = &http_settings, .limits = &limits,
                                        .producer = &producer_settings, .auth = auth,
                                        .queue = queue, .metrics = metrics, .loader = loader,
-                                       .sessions = sessions};
+                                       .sessions = sessions, .enrich = enrich,
+                                       .policy = has_edge ? policy : NULL,
+                                       .enrich_cfg = &enrich_cfg};
     if (ingest_edge_start(&edge, &parts, &err) != 0) {
         sl_log_error(COMPONENT, "cannot start the HTTP edge: %s", err.msg);
         goto done;
@@ -216,6 +270,8 @@ int main(int argc, char **argv)
 done:
     ingest_edge_stop(edge, 0);
     ingest_loader_destroy(loader); /* before the queue: a spool-mode loader reads its spool */
+    enrich_destroy(enrich);        /* after the loader and the edge, which use it */
+    ingest_policy_destroy(policy);
     ingest_snapshot_destroy(snapshot);
     sl_free(dead_letter_dir);
     ingest_queue_destroy(queue, 0);

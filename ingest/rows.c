@@ -578,11 +578,55 @@ static int put_text(struct sl_ch_buf *b, const struct text *t)
     return sl_ch_rb_string(b, t->s, t->len);
 }
 
-/* Writes the row in COLUMNS order. */
-static int encode_row(struct sl_ch_buf *b, const struct event_row *row, uint64_t version)
+static int put_str(struct sl_ch_buf *b, const char *s)
 {
-    static const struct text empty = {"", 0};
-    /* country_code .. as_org, then browser .. device_model: the enrichment columns. */
+    return sl_ch_rb_string(b, s, strlen(s));
+}
+
+/*
+ * The enrichment columns, country_code .. enrichment_version, from er; NULL writes them
+ * empty and zero (enrichment_version 0: never enriched).
+ */
+static int encode_enrichment(struct sl_ch_buf *b, const struct enrich_result *er)
+{
+    static const struct enrich_result none;
+    const struct enrich_result *r = er != NULL ? er : &none;
+    int rc = 0;
+
+    /* Geo: country_code, country, region, city, postal, latitude, longitude,
+     * accuracy_radius, geo_timezone, asn, as_org. */
+    rc = rc != 0 ? rc : put_str(b, r->country_code);
+    rc = rc != 0 ? rc : put_str(b, r->country);
+    rc = rc != 0 ? rc : put_str(b, r->region);
+    rc = rc != 0 ? rc : put_str(b, r->city);
+    rc = rc != 0 ? rc : put_str(b, r->postal);
+    rc = rc != 0 ? rc : sl_ch_rb_f64(b, r->has_location ? r->latitude : 0.0);
+    rc = rc != 0 ? rc : sl_ch_rb_f64(b, r->has_location ? r->longitude : 0.0);
+    rc = rc != 0 ? rc : sl_ch_rb_u16(b, r->accuracy_radius > 0 && r->accuracy_radius <= UINT16_MAX
+                                            ? (uint16_t)r->accuracy_radius
+                                            : 0);
+    rc = rc != 0 ? rc : put_str(b, r->geo_timezone);
+    rc = rc != 0 ? rc : sl_ch_rb_u32(b, r->asn);
+    rc = rc != 0 ? rc : put_str(b, r->as_org);
+    /* User agent: browser, browser_version, os, os_version, device, device_brand,
+     * device_model, is_bot, bot_reason. */
+    rc = rc != 0 ? rc : put_str(b, r->browser);
+    rc = rc != 0 ? rc : put_str(b, r->browser_version);
+    rc = rc != 0 ? rc : put_str(b, r->os);
+    rc = rc != 0 ? rc : put_str(b, r->os_version);
+    rc = rc != 0 ? rc : put_str(b, r->device);
+    rc = rc != 0 ? rc : put_str(b, r->device_brand);
+    rc = rc != 0 ? rc : put_str(b, r->device_model);
+    rc = rc != 0 ? rc : sl_ch_rb_u8(b, r->is_bot ? 1 : 0);
+    rc = rc != 0 ? rc : put_str(b, r->bot_reason);
+    rc = rc != 0 ? rc : sl_ch_rb_u32(b, er != NULL ? r->enrichment_version_id : 0);
+    return rc;
+}
+
+/* Writes the row in COLUMNS order. */
+static int encode_row(struct sl_ch_buf *b, const struct event_row *row,
+                      const struct enrich_result *er, uint64_t version)
+{
     int rc = sl_ch_rb_uuid(b, row->id);
 
     rc = rc != 0 ? rc : put_text(b, &row->tenant_id);
@@ -609,25 +653,7 @@ static int encode_row(struct sl_ch_buf *b, const struct event_row *row, uint64_t
             rc = rc != 0 ? rc : sl_ch_rb_string(b, json_string_value(f), json_string_length(f));
         }
     }
-    /* Geo: country_code, country, region, city, postal, latitude, longitude,
-     * accuracy_radius, geo_timezone, asn, as_org. */
-    for (int i = 0; i < 5; i++) {
-        rc = rc != 0 ? rc : put_text(b, &empty);
-    }
-    rc = rc != 0 ? rc : sl_ch_rb_f64(b, 0.0);
-    rc = rc != 0 ? rc : sl_ch_rb_f64(b, 0.0);
-    rc = rc != 0 ? rc : sl_ch_rb_u16(b, 0);
-    rc = rc != 0 ? rc : put_text(b, &empty);
-    rc = rc != 0 ? rc : sl_ch_rb_u32(b, 0);
-    rc = rc != 0 ? rc : put_text(b, &empty);
-    /* User agent: browser, browser_version, os, os_version, device, device_brand,
-     * device_model, is_bot, bot_reason. */
-    for (int i = 0; i < 7; i++) {
-        rc = rc != 0 ? rc : put_text(b, &empty);
-    }
-    rc = rc != 0 ? rc : sl_ch_rb_u8(b, 0);
-    rc = rc != 0 ? rc : put_text(b, &empty);
-    rc = rc != 0 ? rc : sl_ch_rb_u32(b, 0); /* enrichment_version */
+    rc = rc != 0 ? rc : encode_enrichment(b, er);
     rc = rc != 0 ? rc : sl_ch_rb_u64(b, version);
     return rc;
 }
@@ -635,6 +661,15 @@ static int encode_row(struct sl_ch_buf *b, const struct event_row *row, uint64_t
 int ingest_rows_append(struct sl_ch_buf *buf, const char *json, size_t len, int64_t version,
                        struct sl_err *err)
 {
+    return ingest_rows_append_enriched(buf, json, len, version, NULL, NULL, err);
+}
+
+int ingest_rows_append_enriched(struct sl_ch_buf *buf, const char *json, size_t len,
+                                int64_t version, ingest_rows_enrich_cb enrich, void *user,
+                                struct sl_err *err)
+{
+    struct enrich_result er;
+    bool has_er = false;
     struct event_row row;
     struct sl_ch_buf scratch;
     json_t *root = NULL;
@@ -658,10 +693,16 @@ int ingest_rows_append(struct sl_ch_buf *buf, const char *json, size_t len, int6
     if (rc == 0) {
         rc = read_properties(root, json, len, &row, &dump, err);
     }
+    if (rc == 0 && enrich != NULL) {
+        /* The strings came from jansson (or are ""), so they are NUL-terminated. */
+        has_er = enrich(user, row.tenant_id.s, row.ctx[C_IP].s, row.ctx[C_USER_AGENT].s, &er);
+    }
     if (rc == 0) {
-        /* Every string of the row is in the message, most of them shorter than written. */
-        sl_ch_buf_init(&scratch, len + row.properties.len + ROW_OVERHEAD_BYTES);
-        rc = encode_row(&scratch, &row, (uint64_t)version);
+        /* Every string of the row is in the message, most of them shorter than written;
+         * enrichment adds at most sizeof(er) bytes of text. */
+        sl_ch_buf_init(&scratch, len + row.properties.len + ROW_OVERHEAD_BYTES +
+                                     (has_er ? sizeof(er) : 0));
+        rc = encode_row(&scratch, &row, has_er ? &er : NULL, (uint64_t)version);
         if (rc != 0) {
             /* The scratch buffer is sized from the message; only memory can run out. */
             rc = sl_err_set(err, SL_ENOMEM, "out of memory encoding the row");

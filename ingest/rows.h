@@ -4,8 +4,11 @@
  * `INSERT INTO db.events (ingest_rows_columns()) FORMAT RowBinary`. The table itself, and
  * why its columns are what they are, is in ingest/schema.c and ingest/SCHEMA.md.
  *
- * The loader decides what to do with a message that cannot load (dead-letter topic),
- * batches rows and inserts them; this module does no I/O, keeps no state and logs nothing.
+ * Enrichment columns are filled by a callback the loader passes (ingest_rows_append_enriched),
+ * which asks the enrichment library (workers/enrichment/enrich.h) when the tenant's tier has
+ * enrichment on. The loader decides what to do with a message that cannot load (dead-letter
+ * topic), batches rows and inserts them; this module does no I/O, keeps no state and logs
+ * nothing.
  * Any thread may call; calls share nothing.
  */
 #ifndef SLUICE_INGEST_ROWS_H
@@ -15,6 +18,7 @@
 #include <stdint.h>
 
 #include "ch.h"
+#include "enrich.h"
 #include "err.h"
 
 /* Longest SQL ingest_rows_insert_sql writes for any database name the settings accept,
@@ -58,5 +62,23 @@ int ingest_rows_insert_sql(const char *database, char *out, size_t cap);
  */
 int ingest_rows_append(struct sl_ch_buf *buf, const char *json, size_t len, int64_t version,
                        struct sl_err *err);
+
+/*
+ * Fills the enrichment columns of one row from the event's tenant_id, context.ip and
+ * context.user_agent (borrowed, NUL-terminated; "" when absent): returns true with *out
+ * filled (every column, and enrichment_version from out->enrichment_version_id), or false
+ * to leave the columns empty with enrichment_version 0 (the tenant's tier has enrichment
+ * off). Called once per message that passed every check.
+ */
+typedef bool (*ingest_rows_enrich_cb)(void *user, const char *tenant_id, const char *ip,
+                                      const char *user_agent, struct enrich_result *out);
+
+/*
+ * As ingest_rows_append, with the enrichment columns from enrich (may be NULL: none) called
+ * with user. Fails exactly as ingest_rows_append.
+ */
+int ingest_rows_append_enriched(struct sl_ch_buf *buf, const char *json, size_t len,
+                                int64_t version, ingest_rows_enrich_cb enrich, void *user,
+                                struct sl_err *err);
 
 #endif

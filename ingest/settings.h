@@ -1,7 +1,8 @@
 /*
- * Settings of sluice-ingest's own process (queue location, data paths, shutdown); each
- * module of the edge has its own table (http.c, auth.c, event.c, producer.c, queue.c). Shared
- * settings (log, tenant store, ClickHouse) live with their modules in the shared library.
+ * Settings of sluice-ingest's own process (queue location, shutdown); each module of the edge
+ * has its own table (http.c, auth.c, event.c, producer.c, queue.c). Shared settings (log,
+ * tenant store, ClickHouse) live with their modules in the shared library, and enrichment's
+ * (SLUICE_GEOIP_*, SLUICE_UA_*, SLUICE_CRAWLER_PATTERNS) in workers/enrichment/enrich.h.
  */
 #ifndef SLUICE_INGEST_SETTINGS_H
 #define SLUICE_INGEST_SETTINGS_H
@@ -14,9 +15,8 @@
 struct ingest_settings {
     char *kafka_brokers; /* SLUICE_KAFKA_BROKERS; empty: embedded spool */
     char *spool_dir;     /* SLUICE_SPOOL_DIR */
-    char *geoip_db;      /* SLUICE_GEOIP_DB */
-    char *ua_regexes;    /* SLUICE_UA_REGEXES */
     int64_t shutdown_ms; /* SLUICE_SHUTDOWN_TIMEOUT_MS */
+    int64_t tenant_cache_ttl_ms; /* SLUICE_TENANT_CACHE_TTL_MS: enrichment and bot policy */
 };
 
 extern const struct sl_cfg_opt ingest_settings_opts[];

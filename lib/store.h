@@ -71,6 +71,8 @@ struct sl_tier {
     int64_t burst;                /* token bucket size, events */
     int64_t monthly_quota;        /* events per calendar month; 0: unlimited */
     bool has_enrichment;          /* GeoIP/user-agent enrichment on */
+    int64_t reenrich_days;        /* how far back the re-enrichment job redoes rows (days);
+                                     0: it does not */
     int64_t created_s;
     int64_t updated_s;
 };
@@ -97,6 +99,7 @@ struct sl_tenant {
     int64_t retention_days_override; /* -1: the tier's */
     int64_t rate_limit_override;     /* -1: the tier's */
     int64_t burst_override;          /* -1: the tier's */
+    bool drop_bots;                  /* bots are dropped at the edge (else only flagged) */
     int64_t created_s;
     int64_t updated_s;
 };
@@ -116,6 +119,9 @@ int sl_store_tenant_set_tier(struct sl_store *st, const char *id_or_name, const 
 /* Disables (keys stop working) or re-enables a tenant. */
 int sl_store_tenant_set_disabled(struct sl_store *st, const char *id_or_name, bool disabled,
                                  int64_t now_s, struct sl_err *err);
+/* Drops bots at the edge (true) or only flags them (false, the default). */
+int sl_store_tenant_set_drop_bots(struct sl_store *st, const char *id_or_name, bool drop_bots,
+                                  int64_t now_s, struct sl_err *err);
 /* Sets per-tenant overrides; -1 clears one back to the tier's value. */
 int sl_store_tenant_set_limits(struct sl_store *st, const char *id_or_name,
                                int64_t rate_limit_eps, int64_t burst, int64_t retention_days,

@@ -8,7 +8,7 @@
 
 #define TENANT_COLUMNS                                                                    \
     "id, name, tier, disabled_at, retention_days_override, rate_limit_override, "         \
-    "burst_override, created_at, updated_at, previous_tier, tier_changed_at"
+    "burst_override, created_at, updated_at, previous_tier, tier_changed_at, drop_bots"
 
 static int64_t col_opt(sqlite3_stmt *stmt, int col, int64_t none)
 {
@@ -33,6 +33,7 @@ static void read_tenant(sqlite3_stmt *stmt, void *dst)
     t->updated_s = sqlite3_column_int64(stmt, 8);
     sl_store_col_text(stmt, 9, t->previous_tier, sizeof(t->previous_tier));
     t->tier_changed_s = col_opt(stmt, 10, 0);
+    t->drop_bots = sqlite3_column_int(stmt, 11) != 0;
 }
 
 static int check_name(const char *name, struct sl_err *err)
@@ -192,6 +193,21 @@ int sl_store_tenant_set_disabled(struct sl_store *st, const char *id_or_name, bo
                                   : "UPDATE tenants SET disabled_at = NULL, updated_at = ?2 "
                                     "WHERE id = ?1",
                          now_s, NULL, 0, NULL, "disabling a tenant", err);
+}
+
+int sl_store_tenant_set_drop_bots(struct sl_store *st, const char *id_or_name, bool drop_bots,
+                                  int64_t now_s, struct sl_err *err)
+{
+    const int64_t vals[] = {drop_bots ? 1 : 0};
+    struct sl_tenant t;
+    int rc = sl_store_tenant_get(st, id_or_name, &t, err);
+
+    if (rc != 0 || t.drop_bots == drop_bots) {
+        return rc;
+    }
+    return update_tenant(st, t.id,
+                         "UPDATE tenants SET drop_bots = ?3, updated_at = ?2 WHERE id = ?1",
+                         now_s, vals, 1, NULL, "setting a tenant's bot handling", err);
 }
 
 int sl_store_tenant_set_limits(struct sl_store *st, const char *id_or_name,

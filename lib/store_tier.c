@@ -8,7 +8,7 @@
 
 #define TIER_COLUMNS                                                                      \
     "name, retention_days, compress_after_hours, rate_limit_eps, burst, monthly_quota, "  \
-    "enrichment, created_at, updated_at"
+    "enrichment, created_at, updated_at, reenrich_days"
 
 static void read_tier(sqlite3_stmt *stmt, void *dst)
 {
@@ -24,6 +24,7 @@ static void read_tier(sqlite3_stmt *stmt, void *dst)
     t->has_enrichment = sqlite3_column_int(stmt, 6) != 0;
     t->created_s = sqlite3_column_int64(stmt, 7);
     t->updated_s = sqlite3_column_int64(stmt, 8);
+    t->reenrich_days = sqlite3_column_int64(stmt, 9);
 }
 
 int sl_store_tier_get(struct sl_store *st, const char *name, struct sl_tier *out,
@@ -75,6 +76,9 @@ static int check_tier(const struct sl_tier *t, struct sl_err *err)
         return sl_err_set(err, SL_EINVAL, "burst (%lld) must be at least the rate limit "
                           "(%lld events/s)", (long long)t->burst, (long long)t->rate_limit_eps);
     }
+    if (t->reenrich_days < 0 || t->reenrich_days > 36500) {
+        return sl_err_set(err, SL_EINVAL, "re-enrichment days must be 0 (never) to 36500");
+    }
     if (t->monthly_quota < 0) {
         return sl_err_set(err, SL_EINVAL, "monthly quota must be 0 (unlimited) or more");
     }
@@ -92,10 +96,11 @@ int sl_store_tier_put(struct sl_store *st, const struct sl_tier *t, int64_t now_
     }
     rc = sl_store_prepare(st,
                           "INSERT INTO tiers (" TIER_COLUMNS ") "
-                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) "
+                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9) "
                           "ON CONFLICT(name) DO UPDATE SET retention_days = ?2, "
                           "compress_after_hours = ?3, rate_limit_eps = ?4, burst = ?5, "
-                          "monthly_quota = ?6, enrichment = ?7, updated_at = ?8",
+                          "monthly_quota = ?6, enrichment = ?7, updated_at = ?8, "
+                          "reenrich_days = ?9",
                           &stmt, err);
     if (rc != 0) {
         return rc;
@@ -108,6 +113,7 @@ int sl_store_tier_put(struct sl_store *st, const struct sl_tier *t, int64_t now_
     sqlite3_bind_int64(stmt, 6, t->monthly_quota);
     sqlite3_bind_int(stmt, 7, t->has_enrichment ? 1 : 0);
     sqlite3_bind_int64(stmt, 8, now_s);
+    sqlite3_bind_int64(stmt, 9, t->reenrich_days);
     rc = sl_store_step_done(st, stmt, "saving a tier", err);
     return rc;
 }

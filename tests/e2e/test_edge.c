@@ -685,6 +685,119 @@ static void test_edge_cors_health_stats_metrics(void)
     edge_fini(&e);
 }
 
+/* Counts the spooled events (daemon stopped) of tenant_id; *n_bots gets those whose agent
+ * starts with "curl" or contains "Headless". */
+static int spooled_for(struct edge *e, const char *tenant_id, int *n_bots)
+{
+    struct ingest_spool *sp = NULL;
+    struct ingest_spool_batch b;
+    struct sl_err err;
+    int n = 0;
+
+    *n_bots = 0;
+    ASSERT_OK(ingest_spool_open(&sp, e->spool, 1 << 30, 64 << 20, &err), &err);
+    ingest_spool_batch_init(&b);
+    for (;;) {
+        ASSERT_OK(ingest_spool_read(sp, &b, 1000, 1 << 24, &err), &err);
+        if (b.n == 0) {
+            break;
+        }
+        for (size_t i = 0; i < b.n; i++) {
+            struct ingest_producer_msg m;
+            char tenant[SL_STORE_ID_MAX];
+            json_t *v;
+            const char *ua;
+
+            ASSERT_OK(ingest_queue_decode(b.recs[i].data, b.recs[i].len, &m, tenant,
+                                          sizeof(tenant)), NULL);
+            if (strcmp(tenant, tenant_id) != 0) {
+                continue;
+            }
+            v = json_loadb(m.value, m.value_len, 0, NULL);
+            ASSERT_TRUE(v != NULL);
+            ua = json_string_value(json_object_get(json_object_get(v, "context"), "user_agent"));
+            if (ua != NULL && (strncmp(ua, "curl", 4) == 0 || strstr(ua, "Headless") != NULL)) {
+                (*n_bots)++;
+            }
+            json_decref(v);
+            n++;
+        }
+    }
+    ingest_spool_batch_fini(&b);
+    ingest_spool_close(sp);
+    return n;
+}
+
+/*
+ * A tenant with drop_bots gets bot events dropped at the edge (counted in the answer, by
+ * reason in /metrics and in /stats); a tenant without keeps them (the loader flags them).
+ * The edge runs alone (no loader), so it makes its own agent-only checker.
+ */
+static void test_edge_drops_bots_for_tenants_that_ask(void)
+{
+    static const char batch[] =
+        "{\"events\":[{\"type\":\"pageview\",\"context\":{\"user_agent\":\"Mozilla/5.0 "
+        "(Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0.0.0 Safari/537.36\"}},"
+        "{\"type\":\"pageview\",\"context\":{\"user_agent\":\"curl/8.5.0\"}},"
+        "{\"type\":\"pageview\",\"context\":{\"user_agent\":\"Mozilla/5.0 (X11; Linux x86_64) "
+        "AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36\"}},"
+        "{\"type\":\"click\",\"context\":{\"user_agent\":\"curl/7.88.1\"}}]}";
+    struct edge e;
+    struct resp r;
+    struct sl_store *st = NULL;
+    struct sl_tenant other;
+    struct sl_key k;
+    struct sl_err err;
+    char other_key[SL_KEY_SECRET_MAX];
+    char auth[128];
+    const char *headers[] = {auth, "Content-Type: application/json", NULL};
+    json_t *v;
+    int n_bots = 0;
+
+    edge_init(&e, "SLUICE_INGEST_ROLES=edge", NULL);
+    ASSERT_OK(sl_store_open(&st, e.db, 1000, &err), &err);
+    ASSERT_OK(sl_store_tenant_set_drop_bots(st, "acme", true, (int64_t)time(NULL), &err), &err);
+    ASSERT_OK(sl_store_tenant_create(st, "keeper", "paid", (int64_t)time(NULL), &other, &err),
+              &err);
+    ASSERT_OK(sl_store_key_create(st, "keeper", "k", NULL, 0, (int64_t)time(NULL), &k,
+                                  other_key, &err), &err);
+    sl_store_close(st);
+    edge_start(&e);
+
+    post(&e, batch, &r);
+    expect(&r, 200, "\"accepted\":1,\"rejected\":0,\"dropped\":3,");
+    resp_fini(&r);
+    /* Every event a bot: nothing to store, still a 200 that says so. */
+    post(&e, "{\"type\":\"click\",\"context\":{\"user_agent\":\"curl/8.0\"}}", &r);
+    expect(&r, 200, "\"accepted\":0,\"rejected\":0,\"dropped\":1,");
+    resp_fini(&r);
+    /* The other tenant keeps its bots. */
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", other_key);
+    request(&e, "POST", "/ingest", headers, batch, strlen(batch), &r);
+    expect(&r, 200, "\"accepted\":4,\"rejected\":0,\"errors\"");
+    resp_fini(&r);
+
+    request(&e, "GET", "/metrics", NULL, NULL, 0, &r);
+    expect(&r, 200, "sluice_edge_bots_dropped_total{reason=\"scripted\"} 3");
+    ASSERT_CONTAINS(r.body, "sluice_edge_bots_dropped_total{reason=\"headless\"} 1");
+    ASSERT_CONTAINS(r.body, "sluice_events_accepted_total 5");
+    resp_fini(&r);
+    request(&e, "GET", "/stats", NULL, NULL, 0, &r);
+    v = body_json(&r);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(json_object_get(v, "events"),
+                                                     "bots_dropped")), 4);
+    json_decref(v);
+    resp_fini(&r);
+    test_daemon_stop(&e.d, STOP_MS);
+
+    ASSERT_EQ_INT(spooled_for(&e, e.tenant_id, &n_bots), 1);
+    ASSERT_EQ_INT(n_bots, 0);
+    ASSERT_EQ_INT(spooled_for(&e, other.id, &n_bots), 4);
+    ASSERT_EQ_INT(n_bots, 3);
+    edge_fini(&e);
+}
+
 /*
  * 256 keep-alive connections each send 20 single-event POSTs one after another, all at
  * once; every request must be answered 200, long before the idle timeout. Guards against
@@ -810,6 +923,7 @@ int main(int argc, char **argv)
         TEST_CASE(test_edge_rate_limit_and_spool_full),
         TEST_CASE(test_edge_cors_health_stats_metrics),
         TEST_CASE(test_edge_many_connections_all_answered),
+        TEST_CASE(test_edge_drops_bots_for_tenants_that_ask),
         {NULL, NULL},
     };
     int rc;

@@ -29,6 +29,11 @@
 /* Version of the built-in lists (headless markers, scripted clients, hosting ASNs). */
 #define ENRICH_BOTS_RULES_VERSION 1
 
+/* When the built-in lists last changed (unix seconds; 2026-11-24T00:00:00Z). It takes part in
+ * the numeric enrichment version (enrich_version_id), so a release that changes the lists
+ * must move it forward to the release time, with ENRICH_BOTS_RULES_VERSION. */
+#define ENRICH_BOTS_RULES_EPOCH 1795478400
+
 /* Largest crawler-user-agents.json accepted. */
 #define ENRICH_BOTS_FILE_MAX_BYTES (16 * 1024 * 1024)
 

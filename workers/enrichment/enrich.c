@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "alloc.h"
 #include "bots.h"
@@ -50,6 +51,13 @@ const struct sl_cfg_opt enrich_paths_cfg_opts[] = {
 const size_t enrich_paths_cfg_n_opts =
     sizeof(enrich_paths_cfg_opts) / sizeof(enrich_paths_cfg_opts[0]);
 
+const struct sl_cfg_opt enrich_config_cfg_opts[] = {ENRICH_CONFIG_OPTS(0)};
+const size_t enrich_config_cfg_n_opts =
+    sizeof(enrich_config_cfg_opts) / sizeof(enrich_config_cfg_opts[0]);
+_Static_assert(sizeof(enrich_config_cfg_opts) / sizeof(enrich_config_cfg_opts[0]) ==
+                   ENRICH_CONFIG_N_OPTS,
+               "ENRICH_CONFIG_N_OPTS counts ENRICH_CONFIG_OPTS");
+
 /* What the cache keeps per agent. The parse goes last: only its used text is stored. */
 struct agent_answer {
     struct enrich_bot_verdict bot;
@@ -66,6 +74,8 @@ struct enrich {
     char crawlers_path[512];
     char crawlers_error[SL_ERR_MSG_MAX];
     char version_tail[80];         /* ",ua=...,crawlers=...,rules=N" */
+    int64_t files_mtime_s;         /* newest mtime of regexes.yaml and the crawler list as
+                                    * loaded; 0 when neither is */
     atomic_uint_fast64_t n_lookups;
     atomic_uint_fast64_t n_truncated;
     atomic_uint_fast64_t n_gave_up;
@@ -88,6 +98,16 @@ const char *enrich_part_state_name(enum enrich_part_state state)
 static bool is_set(const char *s)
 {
     return s != NULL && s[0] != '\0';
+}
+
+/* Folds the modification time of a file that loaded into e->files_mtime_s. */
+static void note_mtime(struct enrich *e, const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) == 0 && (int64_t)st.st_mtime > e->files_mtime_s) {
+        e->files_mtime_s = (int64_t)st.st_mtime;
+    }
 }
 
 int enrich_create(const struct enrich_settings *s, const char *geoip_db, const char *ua_regexes,
@@ -125,6 +145,9 @@ int enrich_create(const struct enrich_settings *s, const char *geoip_db, const c
         if (rc != 0) {
             snprintf(e->ua_error, sizeof(e->ua_error), "%s", why.msg);
         }
+        else {
+            note_mtime(e, ua_regexes);
+        }
     }
     if (is_set(s->crawler_patterns)) {
         enrich_copy(e->crawlers_path, sizeof(e->crawlers_path), s->crawler_patterns,
@@ -137,6 +160,9 @@ int enrich_create(const struct enrich_settings *s, const char *geoip_db, const c
         }
         if (rc != 0) {
             snprintf(e->crawlers_error, sizeof(e->crawlers_error), "%s", why.msg);
+        }
+        else {
+            note_mtime(e, s->crawler_patterns);
         }
     }
     if (e->ua != NULL) {
@@ -445,6 +471,24 @@ static void set_version(struct enrich *e, struct enrich_result *out, uint64_t ci
     }
 }
 
+uint32_t enrich_version_id(struct enrich *e)
+{
+    int64_t v = enrich_geo_data_mtime_s(e->geo);
+
+    v = v > e->files_mtime_s ? v : e->files_mtime_s;
+    v = v > ENRICH_BOTS_RULES_EPOCH ? v : ENRICH_BOTS_RULES_EPOCH;
+    return v > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+int enrich_check_agent(struct enrich *e, const char *agent, struct enrich_bot_verdict *out)
+{
+    struct agent_answer a;
+    int rc = agent_answer(e, agent != NULL ? agent : "", agent != NULL ? strlen(agent) : 0, &a);
+
+    *out = a.bot;
+    return rc;
+}
+
 int enrich_lookup(struct enrich *e, const char *ip, const char *agent,
                   const struct enrich_hints *hints, struct enrich_result *out)
 {
@@ -457,6 +501,9 @@ int enrich_lookup(struct enrich *e, const char *ip, const char *agent,
     memset(out, 0, sizeof(*out));
     atomic_fetch_add(&e->n_lookups, 1);
 
+    /* Read before the lookup: a database swapped in between gives newer data under the
+     * older number (the row is redone later), never older data under the newer one. */
+    out->enrichment_version_id = enrich_version_id(e);
     enrich_geo_lookup(e->geo, ip, &gi);
     out->geo_status = enrich_geo_status_name(gi.status);
     memcpy(out->country_code, gi.country_code, sizeof(out->country_code));
@@ -612,6 +659,7 @@ json_t *enrich_result_to_json(const struct enrich_result *r)
     PUT("is_bot", json_boolean(r->is_bot));
     PUT("bot_reason", json_string(r->bot_reason));
     PUT("enrichment_version", json_string(r->enrichment_version));
+    PUT("enrichment_version_id", json_integer((json_int_t)r->enrichment_version_id));
 #undef PUT
     if (bad != 0) {
         json_decref(o);

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bots.h"
 #include "cfg.h"
 #include "err.h"
 #include "hints.h"
@@ -52,6 +53,48 @@ struct enrich_paths {
 
 extern const struct sl_cfg_opt enrich_paths_cfg_opts[];
 extern const size_t enrich_paths_cfg_n_opts;
+
+/* Every enrichment setting in one struct, for a process that lists them as one table. */
+struct enrich_config {
+    struct enrich_paths paths;
+    struct enrich_settings settings;
+};
+
+/*
+ * All six enrichment settings (SLUICE_GEOIP_DB, SLUICE_GEOIP_ASN_DB, SLUICE_GEOIP_RELOAD_S,
+ * SLUICE_UA_REGEXES, SLUICE_CRAWLER_PATTERNS, SLUICE_UA_CACHE_ENTRIES) as one table bound to
+ * struct enrich_config: sluice-ingest lists it as its "enrichment" section.
+ */
+extern const struct sl_cfg_opt enrich_config_cfg_opts[];
+extern const size_t enrich_config_cfg_n_opts;
+
+/* The same entries for a table of one's own: base is the offset of a struct enrich_config
+ * inside the settings struct the table binds (the re-enrichment job's). */
+#define ENRICH_CONFIG_N_OPTS 6
+#define ENRICH_CONFIG_OPTS(base)                                                            \
+    {.key = "SLUICE_GEOIP_DB", .type = SL_CFG_STRING, .def = "",                              \
+     .offset = (base) + offsetof(struct enrich_config, paths.geoip_db),                       \
+     .desc = "MaxMind/DB-IP .mmdb city database for GeoIP enrichment; empty: off."},          \
+    {.key = "SLUICE_GEOIP_ASN_DB", .type = SL_CFG_STRING, .def = "",                          \
+     .offset = (base) + offsetof(struct enrich_config, settings.asn_db),                      \
+     .desc = "MaxMind/DB-IP ASN .mmdb (GeoLite2-ASN) for the asn and as_org columns and "     \
+             "datacenter bot flags; empty: off."},                                            \
+    {.key = "SLUICE_GEOIP_RELOAD_S", .type = SL_CFG_INT, .def = "60", .min = 0,               \
+     .max = 86400, .offset = (base) + offsetof(struct enrich_config, settings.geoip_reload_s), \
+     .desc = "How often the GeoIP database files are checked for a new version, which is "    \
+             "swapped in without a restart; 0: never."},                                      \
+    {.key = "SLUICE_UA_REGEXES", .type = SL_CFG_STRING, .def = "",                            \
+     .offset = (base) + offsetof(struct enrich_config, paths.ua_regexes),                     \
+     .desc = "uap-core regexes.yaml for user-agent parsing; empty: off."},                    \
+    {.key = "SLUICE_CRAWLER_PATTERNS", .type = SL_CFG_STRING, .def = "",                      \
+     .offset = (base) + offsetof(struct enrich_config, settings.crawler_patterns),            \
+     .desc = "crawler-user-agents.json (npm crawler-user-agents) for bot detection; empty: "  \
+             "only the built-in markers and ua-parser's Spider device."},                     \
+    {.key = "SLUICE_UA_CACHE_ENTRIES", .type = SL_CFG_INT, .def = "100000", .min = 0,         \
+     .max = 10000000,                                                                         \
+     .offset = (base) + offsetof(struct enrich_config, settings.ua_cache_entries),            \
+     .desc = "User agents whose answer the LRU cache keeps (a few hundred bytes each); 0: "   \
+             "no cache."}
 
 /*
  * Every column enrichment stores for one event. Caller-allocated (about 1.4 KiB); all fields
@@ -82,6 +125,7 @@ struct enrich_result {
     bool is_bot;
     char bot_reason[96];         /* see bots.h: "crawler:...", "datacenter:AS..." */
     char enrichment_version[96]; /* which data answered; see enrich_lookup */
+    uint32_t enrichment_version_id; /* the number the events table stores: enrich_version_id */
 };
 
 /* The state of one part of enrichment, for /health. */
@@ -145,13 +189,34 @@ void enrich_destroy(struct enrich *e);
  * hints), all borrowed and each may be NULL. Fills every field of *out.
  * enrichment_version names the data that answered, as
  * "geo=<city db build epoch>,asn=<asn db build epoch>,ua=<regexes.yaml hash>,
- * crawlers=<crawler list hash>,rules=<built-in rules version>", "-" for what is off; rows
- * whose version differs from today's are what a re-enrichment job redoes.
+ * crawlers=<crawler list hash>,rules=<built-in rules version>", "-" for what is off, and
+ * enrichment_version_id is the number the events table stores (enrich_version_id, read
+ * before the lookup); rows stored with a smaller number are what the re-enrichment job
+ * redoes.
  * Returns 0, or SL_ENOMEM when an allocation failed, in which case *out is still complete
  * but the agent columns may be "Other" (counted in failed_allocations). Any thread.
  */
 int enrich_lookup(struct enrich *e, const char *ip, const char *agent,
                   const struct enrich_hints *hints, struct enrich_result *out);
+
+/*
+ * The numeric enrichment version: the newest of the modification times (unix seconds) of
+ * the data files in use (the serving GeoIP databases, regexes.yaml and the crawler list as
+ * loaded) and ENRICH_BOTS_RULES_EPOCH. It grows whenever a file is replaced by a newer one
+ * (a reload swaps in a GeoIP database written later), so rows stored with a smaller number
+ * were enriched with older data. This is what the events table's enrichment_version column
+ * holds (0 there: never enriched), what enrich_lookup puts in enrichment_version_id, and what
+ * the re-enrichment job compares with. Never fails; never 0. Any thread.
+ */
+uint32_t enrich_version_id(struct enrich *e);
+
+/*
+ * The agent-only bot verdict for agent (borrowed; NULL or "" is the "empty" reason): the
+ * built-in markers, the crawler list and, when regexes.yaml is loaded, ua-parser's Spider
+ * device; no address, so no datacenter check. Answers come from and go to the agent cache.
+ * Returns 0, or SL_ENOMEM (out is still filled; the answer was not cached). Any thread.
+ */
+int enrich_check_agent(struct enrich *e, const char *agent, struct enrich_bot_verdict *out);
 
 /*
  * Reloads GeoIP databases whose files changed (see enrich_geo_reload): when the reload

@@ -350,6 +350,22 @@ void enrich_geo_db_status(struct enrich_geo *geo, enum enrich_geo_db which,
     pthread_mutex_unlock(&geo->lock);
 }
 
+int64_t enrich_geo_data_mtime_s(struct enrich_geo *geo)
+{
+    int64_t newest = 0;
+
+    pthread_mutex_lock(&geo->lock);
+    for (size_t i = 0; i < sizeof(geo->slots) / sizeof(geo->slots[0]); i++) {
+        int64_t s = geo->slots[i].loaded_id.mtime_ns / 1000000000;
+
+        if (geo->slots[i].db != NULL && s > newest) {
+            newest = s;
+        }
+    }
+    pthread_mutex_unlock(&geo->lock);
+    return newest;
+}
+
 uint64_t enrich_geo_n_errors(struct enrich_geo *geo)
 {
     return atomic_load(&geo->n_errors);

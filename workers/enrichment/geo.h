@@ -120,6 +120,13 @@ int enrich_geo_reload(struct enrich_geo *geo, int64_t now_s, bool force, struct 
 void enrich_geo_db_status(struct enrich_geo *geo, enum enrich_geo_db which,
                           struct enrich_geo_db_status *out);
 
+/*
+ * The newest modification time (unix seconds) of the database files now serving; 0 when
+ * none serves. A file swapped in by enrich_geo_reload counts from the moment it serves.
+ * Never fails. Any thread.
+ */
+int64_t enrich_geo_data_mtime_s(struct enrich_geo *geo);
+
 /* Lookups that ended in ENRICH_GEO_ERROR since open. */
 uint64_t enrich_geo_n_errors(struct enrich_geo *geo);
 

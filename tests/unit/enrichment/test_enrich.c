@@ -1,14 +1,18 @@
 /*
  * Tests workers/enrichment/enrich.c, the facade: the settings tables, every column of a
  * result and its JSON form, working without data and with broken data (health says why),
- * enrichment_version and reloads, client-hint refinements, every bot_reason end to end, the
- * agent cache, and failed allocations.
+ * enrichment_version and reloads, the numeric version (enrich_version_id) and the agent-only
+ * bot check, client-hint refinements, every bot_reason end to end, the agent cache, the
+ * combined settings table, and failed allocations.
  *
  * Needs SLUICE_TEST_UAP_CORE_DIR and SLUICE_TEST_CRAWLERS_JSON (scripts/enrich-data.sh);
  * MaxMind's test databases from ../shared/testdata/geoip.
  */
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "alloc.h"
 #include "cfg.h"
@@ -173,7 +177,7 @@ static void test_enrich_every_column(void)
     ASSERT_TRUE(json_is_null(json_object_get(row, "asn")));
     ASSERT_TRUE(json_is_null(json_object_get(row, "accuracy_radius")));
     ASSERT_EQ_STR(json_string_value(json_object_get(row, "geo_status")), "private");
-    ASSERT_EQ_INT(json_object_size(row), 22);
+    ASSERT_EQ_INT(json_object_size(row), 23);
     json_decref(row);
     lookup(e, NULL, NULL, NULL, &r);
     ASSERT_EQ_STR(r.geo_status, "no_ip");
@@ -317,6 +321,125 @@ static void test_enrich_version_follows_reloads(void)
     free(next);
     free(live);
     fixture_fini(&fx);
+}
+
+/* Sets path's modification time to mtime_s. */
+static void set_mtime(const char *path, int64_t mtime_s)
+{
+    struct timespec times[2] = {{.tv_sec = (time_t)mtime_s}, {.tv_sec = (time_t)mtime_s}};
+
+    ASSERT_EQ_INT(utimensat(AT_FDCWD, path, times, 0), 0);
+}
+
+/*
+ * The number the events table stores: the newest mtime of the data in use (and never below
+ * the built-in rules' epoch); it follows a reloaded database and lands in every result.
+ */
+static void test_enrich_version_id_grows_with_the_data(void)
+{
+    static const struct test_mmdb_net nets[] = {{"81.2.69.0/24", 0, NULL, "GB", "London"}};
+    struct enrich_settings none = {.asn_db = "", .crawler_patterns = "", .ua_cache_entries = 10};
+    struct fixture fx;
+    struct enrich *e;
+    struct enrich_result r;
+    char *live, *next;
+    struct sl_err err;
+    int64_t t0 = ENRICH_BOTS_RULES_EPOCH + 1000;
+
+    fixture_init(&fx);
+    e = create(&none, NULL, NULL);
+    ASSERT_EQ_INT(enrich_version_id(e), ENRICH_BOTS_RULES_EPOCH);
+    enrich_destroy(e);
+
+    live = test_path(fx.dir, "city.mmdb");
+    next = test_path(fx.dir, "next.mmdb");
+    test_mmdb_write(live, "Test-City", 6, 1600000000, nets, 0);
+    set_mtime(live, t0);
+    e = create(&none, live, NULL);
+    ASSERT_EQ_INT(enrich_version_id(e), t0);
+    lookup(e, "81.2.69.142", NULL, NULL, &r);
+    ASSERT_EQ_INT(r.enrichment_version_id, t0);
+    /* A private address looks nothing up, yet carries the same number. */
+    lookup(e, "10.0.0.1", NULL, NULL, &r);
+    ASSERT_EQ_INT(r.enrichment_version_id, t0);
+
+    /* A database written later (even an older build) makes a bigger number once it serves. */
+    test_mmdb_write(next, "Test-City", 6, 1500000000, nets, 1);
+    set_mtime(next, t0 + 50);
+    ASSERT_EQ_INT(rename(next, live), 0);
+    ASSERT_EQ_INT(enrich_version_id(e), t0);
+    sl_err_clear(&err);
+    ASSERT_OK(enrich_reload(e, 2000, true, &err), &err);
+    ASSERT_EQ_INT(enrich_version_id(e), t0 + 50);
+    lookup(e, "81.2.69.142", NULL, NULL, &r);
+    ASSERT_EQ_INT(r.enrichment_version_id, t0 + 50);
+    enrich_destroy(e);
+
+    /* regexes.yaml counts too, with the mtime it had when loaded. */
+    {
+        struct stat st;
+
+        ASSERT_EQ_INT(stat(fx.regexes, &st), 0);
+        e = create(&none, live, fx.regexes);
+        ASSERT_EQ_INT(enrich_version_id(e), (int64_t)st.st_mtime > t0 + 50
+                                                ? (int64_t)st.st_mtime
+                                                : t0 + 50);
+        enrich_destroy(e);
+    }
+    free(next);
+    free(live);
+    fixture_fini(&fx);
+}
+
+/* The edge's agent-only check: the same verdicts as a lookup, without an address. */
+static void test_enrich_check_agent(void)
+{
+    struct fixture fx;
+    struct enrich *e;
+    struct enrich_bot_verdict v;
+    struct enrich_stats st;
+
+    fixture_init(&fx);
+    fx.s.asn_db = "";
+    e = create(&fx.s, NULL, NULL);
+    ASSERT_OK(enrich_check_agent(e, "curl/8.5.0", &v), NULL);
+    ASSERT_EQ_INT(v.kind, ENRICH_BOT_SCRIPTED);
+    ASSERT_EQ_STR(v.reason, "scripted:curl");
+    ASSERT_OK(enrich_check_agent(e, NULL, &v), NULL);
+    ASSERT_EQ_STR(v.reason, "empty");
+    ASSERT_OK(enrich_check_agent(e, CHROME_WIN, &v), NULL);
+    ASSERT_EQ_INT(v.kind, ENRICH_BOT_NONE);
+    ASSERT_OK(enrich_check_agent(e, "Mozilla/5.0 (compatible; Googlebot/2.1; "
+                                 "+http://www.google.com/bot.html)", &v), NULL);
+    ASSERT_EQ_INT(v.kind, ENRICH_BOT_CRAWLER);
+    /* Answers are cached: the same agent again is a hit. */
+    ASSERT_OK(enrich_check_agent(e, "curl/8.5.0", &v), NULL);
+    enrich_stats(e, &st);
+    ASSERT_TRUE(st.cache_hits >= 1);
+    enrich_destroy(e);
+    fixture_fini(&fx);
+}
+
+/* sluice-ingest's single table of every enrichment setting. */
+static void test_enrich_config_table(void)
+{
+    struct enrich_config c = {0};
+    struct sl_cfg_section sec = SL_CFG_SECTION("enrichment", enrich_config_cfg_opts,
+                                               enrich_config_cfg_n_opts, &c);
+    char *env[] = {"SLUICE_GEOIP_DB=/x/city.mmdb", "SLUICE_UA_CACHE_ENTRIES=7",
+                   "SLUICE_CRAWLER_PATTERNS=/x/c.json", NULL};
+    struct sl_err err;
+
+    ASSERT_EQ_INT(enrich_config_cfg_n_opts, 6);
+    sl_err_clear(&err);
+    ASSERT_OK(sl_cfg_load(&sec, 1, NULL, env, &err), &err);
+    ASSERT_EQ_STR(c.paths.geoip_db, "/x/city.mmdb");
+    ASSERT_EQ_STR(c.paths.ua_regexes, "");
+    ASSERT_EQ_STR(c.settings.crawler_patterns, "/x/c.json");
+    ASSERT_EQ_STR(c.settings.asn_db, "");
+    ASSERT_EQ_INT(c.settings.ua_cache_entries, 7);
+    ASSERT_EQ_INT(c.settings.geoip_reload_s, 60);
+    sl_cfg_fini(&sec, 1);
 }
 
 static struct enrich_hints hints_of(const char *json)
@@ -548,6 +671,9 @@ int main(int argc, char **argv)
         TEST_CASE(test_enrich_every_column),
         TEST_CASE(test_enrich_broken_data_is_reported_and_lookups_go_on),
         TEST_CASE(test_enrich_version_follows_reloads),
+        TEST_CASE(test_enrich_version_id_grows_with_the_data),
+        TEST_CASE(test_enrich_check_agent),
+        TEST_CASE(test_enrich_config_table),
         TEST_CASE(test_enrich_client_hints_refine),
         TEST_CASE(test_enrich_every_bot_reason),
         TEST_CASE(test_enrich_cache_answers_repeats),
