@@ -19,6 +19,8 @@ extern char **environ;
 
 /* cmd_alerts.c */
 int cli_alerts_main(struct cli_ctx *ctx, int argc, char **argv);
+/* cmd_retention.c */
+int cli_retention_main(struct cli_ctx *ctx, int argc, char **argv);
 
 struct command {
     const char *name;
@@ -37,6 +39,7 @@ static const struct command commands[] = {
     {"jobs", cli_jobs_main, "list, run, history of the scheduler's jobs"},
     {"dlq", cli_dlq_main, "list, replay the loader's dead letters"},
     {"enrich", cli_enrich_main, "what GeoIP/user-agent enrichment stores for an IP and UA"},
+    {"retention", cli_retention_main, "plan (dry run), audit: what retention deletes"},
 };
 
 static void print_usage(FILE *out)

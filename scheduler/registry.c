@@ -4,10 +4,12 @@
 #include "builtin.h"
 #include "enrich_job.h"
 #include "notify.h"
+#include "retention.h"
 
 const struct sched_worker *const sched_registry[] = {
     &sched_maintenance_worker,
     &notify_worker,
+    &retention_worker,
     &enrich_worker,
     /* Test only: registered as a job only with SLUICE_SCHEDULER_TEST_JOBS=1. */
     &sched_testjob_worker,
