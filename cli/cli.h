@@ -19,6 +19,7 @@
 
 struct enrich_paths;
 struct enrich_settings;
+struct compress_cold_settings;
 
 #define CLI_OK 0
 #define CLI_FAILED 1
@@ -42,6 +43,7 @@ struct cli_ctx {
     const struct sl_ch_settings *ch_settings;       /* borrowed */
     const struct enrich_settings *enrich_settings;  /* borrowed (sluice enrich) */
     const struct enrich_paths *enrich_paths;        /* borrowed (sluice enrich) */
+    const struct compress_cold_settings *cold_settings; /* borrowed (sluice restore) */
     struct sl_store *store;                         /* opened by cli_store on first use */
     bool is_json;                                   /* --json: machine-readable output */
     FILE *out;                                      /* results */
@@ -130,5 +132,6 @@ int cli_db_main(struct cli_ctx *ctx, int argc, char **argv);
 int cli_enrich_main(struct cli_ctx *ctx, int argc, char **argv);
 int cli_jobs_main(struct cli_ctx *ctx, int argc, char **argv);
 int cli_dlq_main(struct cli_ctx *ctx, int argc, char **argv);
+int cli_restore_main(struct cli_ctx *ctx, int argc, char **argv);
 
 #endif

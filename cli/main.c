@@ -11,6 +11,7 @@
 #include "cfg.h"
 #include "ch.h"
 #include "cli.h"
+#include "cold.h"
 #include "enrich.h"
 #include "log.h"
 #include "store.h"
@@ -39,6 +40,7 @@ static const struct command commands[] = {
     {"jobs", cli_jobs_main, "list, run, history of the scheduler's jobs"},
     {"dlq", cli_dlq_main, "list, replay the loader's dead letters"},
     {"enrich", cli_enrich_main, "what GeoIP/user-agent enrichment stores for an IP and UA"},
+    {"restore", cli_restore_main, "load cold-storage days back into the raw events"},
     {"retention", cli_retention_main, "plan (dry run), audit: what retention deletes"},
 };
 
@@ -69,6 +71,7 @@ int main(int argc, char **argv)
     struct cli_dlq_settings dlq_settings = {0};
     struct enrich_settings enrich_settings = {0};
     struct enrich_paths enrich_paths = {0};
+    struct compress_cold_settings cold_settings = {0};
     struct sl_cfg_section secs[] = {
         SL_CFG_SECTION("log", sl_log_cfg_opts, sl_log_cfg_n_opts, &log_settings),
         SL_CFG_SECTION("store", sl_store_cfg_opts, sl_store_cfg_n_opts, &store_settings),
@@ -77,6 +80,8 @@ int main(int argc, char **argv)
         SL_CFG_SECTION("enrich", enrich_cfg_opts, enrich_cfg_n_opts, &enrich_settings),
         SL_CFG_SECTION("enrich_paths", enrich_paths_cfg_opts, enrich_paths_cfg_n_opts,
                        &enrich_paths),
+        SL_CFG_SECTION("cold", compress_cold_cfg_opts, compress_cold_cfg_n_opts,
+                       &cold_settings),
     };
     const size_t n_secs = sizeof(secs) / sizeof(secs[0]);
     struct cli_ctx ctx = {.out = stdout, .err = stderr, .now_s = (int64_t)time(NULL)};
@@ -140,6 +145,7 @@ int main(int argc, char **argv)
     ctx.ch_settings = &ch_settings;
     ctx.enrich_settings = &enrich_settings;
     ctx.enrich_paths = &enrich_paths;
+    ctx.cold_settings = &cold_settings;
     for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
         if (strcmp(argv[i], commands[c].name) == 0) {
             status = commands[c].main(&ctx, argc - i - 1, argv + i + 1);

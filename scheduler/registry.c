@@ -2,12 +2,14 @@
 #include "registry.h"
 
 #include "builtin.h"
+#include "compress.h"
 #include "enrich_job.h"
 #include "notify.h"
 #include "retention.h"
 
 const struct sched_worker *const sched_registry[] = {
     &sched_maintenance_worker,
+    &compress_worker,
     &notify_worker,
     &retention_worker,
     &enrich_worker,
