@@ -20,6 +20,8 @@
 struct enrich_paths;
 struct enrich_settings;
 struct compress_cold_settings;
+struct notify_settings;
+struct retention_settings;
 
 #define CLI_OK 0
 #define CLI_FAILED 1
@@ -44,6 +46,8 @@ struct cli_ctx {
     const struct enrich_settings *enrich_settings;  /* borrowed (sluice enrich) */
     const struct enrich_paths *enrich_paths;        /* borrowed (sluice enrich) */
     const struct compress_cold_settings *cold_settings; /* borrowed (sluice restore) */
+    const struct notify_settings *notify_settings;       /* borrowed (channel test) */
+    const struct retention_settings *retention_settings; /* borrowed (retention plan) */
     struct sl_store *store;                         /* opened by cli_store on first use */
     bool is_json;                                   /* --json: machine-readable output */
     FILE *out;                                      /* results */

@@ -7,7 +7,6 @@
 #include "cli.h"
 #include "notify.h"
 
-extern char **environ;
 
 static const char usage[] =
     "usage: sluice channel add --kind KIND --name NAME (--tenant TENANT | --global)\n"
@@ -21,7 +20,7 @@ static const char usage[] =
     "           sends a test notification now and prints the outcome (exit 1 unless it\n"
     "           was delivered); --retries repeats a failed attempt after the backoff of\n"
     "           SLUICE_JOB_NOTIFY_RETRY_BASE_S. Uses SLUICE_SMTP_* and\n"
-    "           SLUICE_JOB_NOTIFY_* from the environment.\n"
+    "           SLUICE_JOB_NOTIFY_* (environment or --config).\n"
     "All commands take --json.\n";
 
 static json_t *channel_json(const struct sl_channel *c)
@@ -198,9 +197,6 @@ static int channel_remove(struct cli_ctx *ctx, int argc, char **argv)
 static int channel_test(struct cli_ctx *ctx, int argc, char **argv)
 {
     struct cli_flag flags[] = {{.name = "--retries", .takes_value = true}};
-    struct notify_settings settings = {0};
-    const struct sl_cfg_section sec =
-        SL_CFG_SECTION("notify", notify_cfg_opts, notify_cfg_n_opts, &settings);
     struct notify_outcome out;
     struct sl_store *st = NULL;
     int64_t retries = 0;
@@ -223,17 +219,11 @@ static int channel_test(struct cli_ctx *ctx, int argc, char **argv)
         }
     }
     sl_err_clear(&err);
-    /* The notify settings come from the environment: the command line's --config file is
-     * main.c's and is not handed to command groups. */
-    if (sl_cfg_load(&sec, 1, NULL, environ, &err) != 0) {
-        sl_cfg_fini(&sec, 1);
-        return cli_usage_error(ctx, "channel", "bad setting: %s", err.msg);
-    }
     rc = cli_store(ctx, &st, &err);
     if (rc == 0) {
-        rc = notify_channel_test(st, &settings, pos[0], (int)retries, ctx->now_s, &out, &err);
+        rc = notify_channel_test(st, ctx->notify_settings, pos[0], (int)retries, ctx->now_s,
+                                 &out, &err);
     }
-    sl_cfg_fini(&sec, 1);
     if (rc != 0) {
         return cli_fail(ctx, &err);
     }

@@ -12,7 +12,6 @@
 #include "store_retention.h"
 #include "survey.h"
 
-extern char **environ;
 
 #define DEFAULT_AUDIT_LIMIT 50
 
@@ -25,8 +24,8 @@ static const char usage[] =
     "exports: whole day partitions past the longest retention, then one delete mutation per\n"
     "distinct cutoff. It deletes nothing. audit shows what retention deleted, newest first\n"
     "(default 50 rows). plan reads ClickHouse through SLUICE_CLICKHOUSE_* and the job's\n"
-    "SLUICE_JOB_RETENTION_* settings from the environment (as sluice-scheduler would see\n"
-    "them). All commands take --json.\n";
+    "SLUICE_JOB_RETENTION_* settings (environment or --config, as sluice-scheduler would\n"
+    "see them). All commands take --json.\n";
 
 static const char *cutoff_text(int64_t s, char day[11])
 {
@@ -178,20 +177,6 @@ static void plan_print(struct cli_ctx *ctx, const struct retention_survey *s)
     fprintf(ctx->out, "\ntotal: %" PRId64 " rows would be deleted\n", s->rows);
 }
 
-/* Loads SLUICE_JOB_RETENTION_* from the environment into a policy. */
-static int load_policy(struct retention_policy *policy, struct sl_err *err)
-{
-    struct retention_settings settings = {0};
-    const struct sl_cfg_section sec =
-        SL_CFG_SECTION("retention", retention_cfg_opts, retention_cfg_n_opts, &settings);
-    int rc = sl_cfg_load(&sec, 1, NULL, environ, err);
-
-    if (rc == 0) {
-        retention_policy_from_settings(&settings, policy);
-    }
-    sl_cfg_fini(&sec, 1);
-    return rc;
-}
 
 static int retention_plan(struct cli_ctx *ctx, int argc, char **argv)
 {
@@ -210,9 +195,7 @@ static int retention_plan(struct cli_ctx *ctx, int argc, char **argv)
         return help ? cli_help(ctx, usage) : rc;
     }
     sl_err_clear(&err);
-    if (load_policy(&policy, &err) != 0) {
-        return cli_fail(ctx, &err); /* a bad setting: SL_EINVAL, exit 2 */
-    }
+    retention_policy_from_settings(ctx->retention_settings, &policy);
     database = ctx->ch_settings->database != NULL && ctx->ch_settings->database[0] != '\0'
                    ? ctx->ch_settings->database
                    : "sluice";

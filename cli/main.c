@@ -14,6 +14,8 @@
 #include "cold.h"
 #include "enrich.h"
 #include "log.h"
+#include "notify.h"
+#include "retention.h"
 #include "store.h"
 
 extern char **environ;
@@ -33,7 +35,7 @@ static const struct command commands[] = {
     {"tenant", cli_tenant_main, "create, list, show, set-tier, set-limits, disable, enable"},
     {"tier", cli_tier_main, "list, set: retention, compression, rate limits, quota"},
     {"key", cli_key_main, "create, list, revoke, rotate API keys"},
-    {"channel", cli_channel_main, "add, list, remove alert channels"},
+    {"channel", cli_channel_main, "add, list, remove, test alert channels"},
     {"rule", cli_rule_main, "add, list, remove alert rules"},
     {"alerts", cli_alerts_main, "list, history, deliveries of alert notifications"},
     {"db", cli_db_main, "migrate: upgrade the tenant store's schema"},
@@ -72,6 +74,8 @@ int main(int argc, char **argv)
     struct enrich_settings enrich_settings = {0};
     struct enrich_paths enrich_paths = {0};
     struct compress_cold_settings cold_settings = {0};
+    struct notify_settings notify_settings = {0};
+    struct retention_settings retention_settings = {0};
     struct sl_cfg_section secs[] = {
         SL_CFG_SECTION("log", sl_log_cfg_opts, sl_log_cfg_n_opts, &log_settings),
         SL_CFG_SECTION("store", sl_store_cfg_opts, sl_store_cfg_n_opts, &store_settings),
@@ -82,6 +86,9 @@ int main(int argc, char **argv)
                        &enrich_paths),
         SL_CFG_SECTION("cold", compress_cold_cfg_opts, compress_cold_cfg_n_opts,
                        &cold_settings),
+        SL_CFG_SECTION("notify", notify_cfg_opts, notify_cfg_n_opts, &notify_settings),
+        SL_CFG_SECTION("retention", retention_cfg_opts, retention_cfg_n_opts,
+                       &retention_settings),
     };
     const size_t n_secs = sizeof(secs) / sizeof(secs[0]);
     struct cli_ctx ctx = {.out = stdout, .err = stderr, .now_s = (int64_t)time(NULL)};
@@ -146,6 +153,8 @@ int main(int argc, char **argv)
     ctx.enrich_settings = &enrich_settings;
     ctx.enrich_paths = &enrich_paths;
     ctx.cold_settings = &cold_settings;
+    ctx.notify_settings = &notify_settings;
+    ctx.retention_settings = &retention_settings;
     for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
         if (strcmp(argv[i], commands[c].name) == 0) {
             status = commands[c].main(&ctx, argc - i - 1, argv + i + 1);
