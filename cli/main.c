@@ -24,6 +24,8 @@ extern char **environ;
 int cli_alerts_main(struct cli_ctx *ctx, int argc, char **argv);
 /* cmd_retention.c */
 int cli_retention_main(struct cli_ctx *ctx, int argc, char **argv);
+/* cmd_backfill.c */
+int cli_backfill_main(struct cli_ctx *ctx, int argc, char **argv);
 
 struct command {
     const char *name;
@@ -39,6 +41,7 @@ static const struct command commands[] = {
     {"rule", cli_rule_main, "add, list, remove alert rules"},
     {"alerts", cli_alerts_main, "list, history, deliveries of alert notifications"},
     {"db", cli_db_main, "migrate: upgrade the tenant store's schema"},
+    {"backfill", cli_backfill_main, "start, status, pause, resume, cancel backfills"},
     {"jobs", cli_jobs_main, "list, run, history of the scheduler's jobs"},
     {"dlq", cli_dlq_main, "list, replay the loader's dead letters"},
     {"enrich", cli_enrich_main, "what GeoIP/user-agent enrichment stores for an IP and UA"},

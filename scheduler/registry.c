@@ -1,6 +1,7 @@
 /* The worker registry (see registry.h). Order is the order of --help-config. */
 #include "registry.h"
 
+#include "backfill.h"
 #include "builtin.h"
 #include "compress.h"
 #include "enrich_job.h"
@@ -12,6 +13,7 @@ const struct sched_worker *const sched_registry[] = {
     &compress_worker,
     &notify_worker,
     &retention_worker,
+    &backfill_worker,
     &enrich_worker,
     /* Test only: registered as a job only with SLUICE_SCHEDULER_TEST_JOBS=1. */
     &sched_testjob_worker,
