@@ -254,21 +254,52 @@ int sl_cfg_parse_value(const struct sl_cfg_opt *opt, const char *text, void *dst
     return 0;
 }
 
-static const struct sl_cfg_opt *find_opt(const struct sl_cfg_section *secs, size_t n_secs,
-                                         const char *key, size_t key_len,
-                                         const struct sl_cfg_section **sec_out)
+static bool is_key(const struct sl_cfg_opt *opt, const char *key, size_t key_len)
 {
+    return strlen(opt->key) == key_len && strncmp(opt->key, key, key_len) == 0;
+}
+
+/*
+ * Parses val into every section that declares key (two workers may share a setting, such
+ * as the enrichment data files). *n_found counts them; 0 means the key is unknown.
+ */
+static int assign(const struct sl_cfg_section *secs, size_t n_secs, const char *key,
+                  size_t key_len, const char *val, size_t *n_found, struct sl_err *err)
+{
+    *n_found = 0;
     for (size_t s = 0; s < n_secs; s++) {
         for (size_t i = 0; i < secs[s].n_opts; i++) {
             const struct sl_cfg_opt *opt = &secs[s].opts[i];
+            int rc;
 
-            if (strlen(opt->key) == key_len && strncmp(opt->key, key, key_len) == 0) {
-                *sec_out = &secs[s];
-                return opt;
+            if (!is_key(opt, key, key_len)) {
+                continue;
+            }
+            (*n_found)++;
+            rc = sl_cfg_parse_value(opt, val, (char *)secs[s].base + opt->offset, err);
+            if (rc != 0) {
+                return rc;
             }
         }
     }
-    return NULL;
+    return 0;
+}
+
+/* Whether an earlier entry (section s, option i) declared the same key: printed once. */
+static bool is_repeat(const struct sl_cfg_section *secs, size_t s, size_t i)
+{
+    const char *key = secs[s].opts[i].key;
+
+    for (size_t ps = 0; ps <= s; ps++) {
+        size_t end = ps == s ? i : secs[ps].n_opts;
+
+        for (size_t pi = 0; pi < end; pi++) {
+            if (strcmp(secs[ps].opts[pi].key, key) == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
 }
 
 static char *trim(char *s)
@@ -298,8 +329,7 @@ static int load_file(const struct sl_cfg_section *secs, size_t n_secs, const cha
                           strerror(errno));
     }
     while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
-        const struct sl_cfg_section *sec = NULL;
-        const struct sl_cfg_opt *opt;
+        size_t n_found = 0;
         char *key;
         char *val;
         char *eq;
@@ -332,15 +362,13 @@ static int load_file(const struct sl_cfg_section *secs, size_t n_secs, const cha
             val[vlen - 1] = '\0';
             val++;
         }
-        opt = find_opt(secs, n_secs, key, strlen(key), &sec);
-        if (opt == NULL) {
-            rc = sl_err_set(err, SL_EINVAL, "%s line %d: unknown setting %s", path, lineno,
-                            key);
-            break;
-        }
-        rc = sl_cfg_parse_value(opt, val, (char *)sec->base + opt->offset, err);
+        rc = assign(secs, n_secs, key, strlen(key), val, &n_found, err);
         if (rc != 0) {
             sl_err_wrap(err, "%s line %d", path, lineno);
+        }
+        else if (n_found == 0) {
+            rc = sl_err_set(err, SL_EINVAL, "%s line %d: unknown setting %s", path, lineno,
+                            key);
         }
     }
     if (rc == 0 && ferror(f)) {
@@ -373,18 +401,13 @@ int sl_cfg_load(const struct sl_cfg_section *secs, size_t n_secs, const char *fi
         }
     }
     for (size_t e = 0; envp != NULL && envp[e] != NULL; e++) {
-        const struct sl_cfg_section *sec = NULL;
-        const struct sl_cfg_opt *opt;
         const char *eq = strchr(envp[e], '=');
+        size_t n_found = 0;
 
         if (eq == NULL || strncmp(envp[e], "SLUICE_", 7) != 0) {
             continue;
         }
-        opt = find_opt(secs, n_secs, envp[e], (size_t)(eq - envp[e]), &sec);
-        if (opt == NULL) {
-            continue;
-        }
-        rc = sl_cfg_parse_value(opt, eq + 1, (char *)sec->base + opt->offset, err);
+        rc = assign(secs, n_secs, envp[e], (size_t)(eq - envp[e]), eq + 1, &n_found, err);
         if (rc != 0) {
             sl_err_wrap(err, "environment");
             return rc;
@@ -439,6 +462,9 @@ void sl_cfg_print(const struct sl_cfg_section *secs, size_t n_secs, FILE *out)
     for (size_t s = 0; s < n_secs; s++) {
         fprintf(out, "# %s\n", secs[s].name);
         for (size_t i = 0; i < secs[s].n_opts; i++) {
+            if (is_repeat(secs, s, i)) {
+                continue;
+            }
             format_value(&secs[s], &secs[s].opts[i], buf, sizeof(buf));
             fprintf(out, "%s=%s\n", secs[s].opts[i].key, buf);
         }
@@ -453,6 +479,9 @@ void sl_cfg_print_docs(const struct sl_cfg_section *secs, size_t n_secs, FILE *o
             const struct sl_cfg_opt *opt = &secs[s].opts[i];
             const char *def = opt->def != NULL && opt->def[0] != '\0' ? opt->def : "(empty)";
 
+            if (is_repeat(secs, s, i)) {
+                continue;
+            }
             fprintf(out, "| `%s` | `%s` | %s%s |\n", opt->key, def, opt->desc,
                     opt->is_secret ? " (secret)" : "");
         }

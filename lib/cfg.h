@@ -65,7 +65,9 @@ struct sl_cfg_section {
  * On failure err names the setting, the bad value, why it is wrong and where it came from
  * (file and line, or environment); fields already filled stay valid for sl_cfg_fini.
  * Unknown SLUICE_* keys in the file are refused (SL_EINVAL); unknown ones in the
- * environment are ignored, since one environment serves several processes.
+ * environment are ignored, since one environment serves several processes. A key that
+ * several sections declare (a setting two workers share) sets all of them, and
+ * sl_cfg_print / sl_cfg_print_docs list it once.
  */
 int sl_cfg_load(const struct sl_cfg_section *secs, size_t n_secs, const char *file,
                 char *const *envp, struct sl_err *err);

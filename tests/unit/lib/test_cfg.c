@@ -555,6 +555,48 @@ static void test_cfg_print_docs_lists_every_key(void)
     fixture_fini(&fx);
 }
 
+/* Two sections that declare the same key (workers sharing a setting) both get its value,
+ * from the file and from the environment, and print it once. */
+static void test_cfg_shared_key_sets_every_section(void)
+{
+    static const struct sl_cfg_opt shared_opts[] = {
+        {.key = "SLUICE_T_DB", .type = SL_CFG_STRING, .def = "other.db",
+         .offset = offsetof(struct other_settings, db), .desc = "The same file."},
+    };
+    char *env[] = {"SLUICE_T_DB=from-env.db", NULL};
+    struct other_settings a = {0}, b = {0};
+    struct sl_cfg_section secs[] = {
+        SL_CFG_SECTION("one", other_opts, 1, &a),
+        SL_CFG_SECTION("two", shared_opts, 1, &b),
+    };
+    struct fixture fx;
+    struct sl_err err;
+    char *path;
+    char *out;
+
+    fixture_init(&fx);
+    ASSERT_OK(sl_cfg_load(secs, 2, NULL, NULL, &err), &err);
+    ASSERT_EQ_STR(a.db, "sluice.db");
+    ASSERT_EQ_STR(b.db, "other.db");
+    path = write_file(&fx, "shared.conf", "SLUICE_T_DB=from-file.db\n");
+    ASSERT_OK(sl_cfg_load(secs, 2, path, NULL, &err), &err);
+    ASSERT_EQ_STR(a.db, "from-file.db");
+    ASSERT_EQ_STR(b.db, "from-file.db");
+    ASSERT_OK(sl_cfg_load(secs, 2, path, env, &err), &err);
+    ASSERT_EQ_STR(a.db, "from-env.db");
+    ASSERT_EQ_STR(b.db, "from-env.db");
+    out = print_to_string(sl_cfg_print, secs, 2);
+    ASSERT_EQ_STR(out, "# one\nSLUICE_T_DB=from-env.db\n# two\n");
+    free(out);
+    out = print_to_string(sl_cfg_print_docs, secs, 2);
+    ASSERT_CONTAINS(out, "| `SLUICE_T_DB` | `sluice.db` | Database file. |\n");
+    ASSERT_NOT_CONTAINS(out, "The same file.");
+    free(out);
+    sl_cfg_fini(secs, 2);
+    free(path);
+    fixture_fini(&fx);
+}
+
 static void test_cfg_parse_args(void)
 {
     char *a1[] = {"prog", "--config", "a.conf", "--print-config", NULL};
@@ -718,6 +760,7 @@ int main(int argc, char **argv)
         TEST_CASE(test_cfg_error_after_file_leaves_fields_freeable),
         TEST_CASE(test_cfg_print_masks_secrets),
         TEST_CASE(test_cfg_print_docs_lists_every_key),
+        TEST_CASE(test_cfg_shared_key_sets_every_section),
         TEST_CASE(test_cfg_parse_args),
         TEST_CASE(test_cfg_boot),
         TEST_CASE(test_cfg_allocation_failures),
