@@ -134,24 +134,16 @@ int sl_store_get(struct sl_store *st, const char *sql, const char *arg, sl_store
     return rc;
 }
 
-int sl_store_list(struct sl_store *st, const char *sql, const char *arg, size_t elem,
-                  sl_store_read_cb read, void **out, size_t *n_out, const char *what,
-                  struct sl_err *err)
+int sl_store_collect(struct sl_store *st, sqlite3_stmt *stmt, size_t elem,
+                     sl_store_read_cb read, void **out, size_t *n_out, const char *what,
+                     struct sl_err *err)
 {
-    sqlite3_stmt *stmt = NULL;
     char *items = NULL;
     size_t n = 0, cap = 0;
     int rc;
 
     *out = NULL;
     *n_out = 0;
-    rc = sl_store_prepare(st, sql, &stmt, err);
-    if (rc != 0) {
-        return rc;
-    }
-    if (arg != NULL) {
-        sqlite3_bind_text(stmt, 1, arg, -1, SQLITE_STATIC);
-    }
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         if (n == cap) {
             size_t new_cap = cap == 0 ? 16 : cap * 2;
@@ -178,6 +170,30 @@ done:
     *out = items;
     *n_out = n;
     return 0;
+}
+
+int sl_store_list(struct sl_store *st, const char *sql, const char *arg, size_t elem,
+                  sl_store_read_cb read, void **out, size_t *n_out, const char *what,
+                  struct sl_err *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    *out = NULL;
+    *n_out = 0;
+    rc = sl_store_prepare(st, sql, &stmt, err);
+    if (rc != 0) {
+        return rc;
+    }
+    if (arg != NULL) {
+        sqlite3_bind_text(stmt, 1, arg, -1, SQLITE_STATIC);
+    }
+    return sl_store_collect(st, stmt, elem, read, out, n_out, what, err);
+}
+
+void sl_store_rollback(struct sl_store *st)
+{
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 static int pragma_int(struct sl_store *st, const char *sql, int *out, struct sl_err *err)

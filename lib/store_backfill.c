@@ -52,11 +52,6 @@ bool sl_store_backfill_is_active(enum sl_backfill_state state)
     return state != SL_BACKFILL_DONE && state != SL_BACKFILL_CANCELLED;
 }
 
-static void rollback(struct sl_store *st)
-{
-    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
 static void read_job(sqlite3_stmt *stmt, void *dst)
 {
     struct sl_backfill_job *j = dst;
@@ -252,7 +247,7 @@ int sl_store_backfill_create(struct sl_store *st, const char *kind, const char *
     return out != NULL ? sl_store_backfill_get(st, id, out, err) : 0;
 
 fail:
-    rollback(st);
+    sl_store_rollback(st);
     return rc;
 }
 
@@ -355,7 +350,7 @@ int sl_store_backfill_claim(struct sl_store *st, const char *owner, size_t max_j
     return 0;
 
 fail:
-    rollback(st);
+    sl_store_rollback(st);
     sl_free(jobs);
     return rc;
 }
@@ -427,7 +422,7 @@ int sl_store_backfill_checkpoint(struct sl_store *st, int64_t id,
     return 0;
 
 fail:
-    rollback(st);
+    sl_store_rollback(st);
     return rc;
 }
 
@@ -502,7 +497,7 @@ static int operator_verb(struct sl_store *st, int64_t id, int64_t now_s, const c
         rc = sl_store_exec(st, "COMMIT", "committing a backfill change", err);
     }
     if (rc != 0) {
-        rollback(st);
+        sl_store_rollback(st);
         return rc;
     }
     return out != NULL ? sl_store_backfill_get(st, id, out, err) : 0;

@@ -33,11 +33,6 @@ static void read_day(sqlite3_stmt *stmt, void *dst)
     d->updated_s = sqlite3_column_int64(stmt, 12);
 }
 
-static void rollback(struct sl_store *st)
-{
-    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
 int sl_store_cold_get(struct sl_store *st, const char *tenant_id, const char *day,
                       struct sl_cold_day *out, struct sl_err *err)
 {
@@ -203,7 +198,7 @@ int sl_store_cold_deleted(struct sl_store *st, const char *tenant_id, const char
         rc = sl_store_exec(st, "COMMIT", "committing a delete's audit", err);
     }
     if (rc != 0) {
-        rollback(st);
+        sl_store_rollback(st);
     }
     return rc;
 }
@@ -213,8 +208,6 @@ int sl_store_cold_list(struct sl_store *st, const char *tenant_id, const char *f
                        struct sl_err *err)
 {
     sqlite3_stmt *stmt = NULL;
-    struct sl_cold_day *arr = NULL;
-    size_t n = 0, cap = 0;
     int rc;
 
     *out = NULL;
@@ -234,29 +227,6 @@ int sl_store_cold_list(struct sl_store *st, const char *tenant_id, const char *f
     if (to_day != NULL) {
         sqlite3_bind_text(stmt, 3, to_day, -1, SQLITE_STATIC);
     }
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap == 0 ? 16 : cap * 2;
-            struct sl_cold_day *grown = sl_realloc(arr, ncap * sizeof(*arr));
-
-            if (grown == NULL) {
-                sqlite3_finalize(stmt);
-                sl_free(arr);
-                return sl_err_set(err, SL_ENOMEM, "out of memory listing cold exports");
-            }
-            arr = grown;
-            cap = ncap;
-        }
-        read_day(stmt, &arr[n++]);
-    }
-    if (rc != SQLITE_DONE) {
-        rc = sl_store_fail(st, rc, "listing cold exports", err);
-        sqlite3_finalize(stmt);
-        sl_free(arr);
-        return rc;
-    }
-    sqlite3_finalize(stmt);
-    *out = arr;
-    *n_out = n;
-    return 0;
+    return sl_store_collect(st, stmt, sizeof(**out), read_day, (void **)out, n_out,
+                            "listing cold exports", err);
 }

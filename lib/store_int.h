@@ -64,6 +64,17 @@ int sl_store_list(struct sl_store *st, const char *sql, const char *arg, size_t 
                   sl_store_read_cb read, void **out, size_t *n_out, const char *what,
                   struct sl_err *err);
 
+/*
+ * Steps a prepared, bound statement and reads every row with read into a new array of
+ * elem-sized records (*out, free with sl_free; NULL when empty); finalizes stmt.
+ */
+int sl_store_collect(struct sl_store *st, sqlite3_stmt *stmt, size_t elem,
+                     sl_store_read_cb read, void **out, size_t *n_out, const char *what,
+                     struct sl_err *err);
+
+/* Rolls back the open transaction (best effort: after a failure, nothing to report). */
+void sl_store_rollback(struct sl_store *st);
+
 /* Resolves a tenant id or name to its id; SL_ENOTFOUND with a helpful message. */
 int sl_store_tenant_resolve(struct sl_store *st, const char *id_or_name,
                             char id_out[SL_STORE_ID_MAX], struct sl_err *err);

@@ -104,49 +104,6 @@ static void read_attempt(sqlite3_stmt *stmt, void *dst)
     sl_store_col_text(stmt, 7, a->error, sizeof(a->error));
 }
 
-/* Reads every row of a prepared, bound statement into a new array; finalizes stmt. */
-static int collect(struct sl_store *st, sqlite3_stmt *stmt, size_t elem, sl_store_read_cb read,
-                   void **out, size_t *n_out, const char *what, struct sl_err *err)
-{
-    char *items = NULL;
-    size_t n = 0, cap = 0;
-    int rc;
-
-    *out = NULL;
-    *n_out = 0;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t new_cap = cap == 0 ? 16 : cap * 2;
-            char *grown = sl_realloc(items, new_cap * elem);
-
-            if (grown == NULL) {
-                rc = sl_err_set(err, SL_ENOMEM, "out of memory %s", what);
-                goto done;
-            }
-            items = grown;
-            cap = new_cap;
-        }
-        read(stmt, items + n * elem);
-        n++;
-    }
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, what, err);
-
-done:
-    sqlite3_finalize(stmt);
-    if (rc != 0) {
-        sl_free(items);
-        return rc;
-    }
-    *out = items;
-    *n_out = n;
-    return 0;
-}
-
-static void rollback(struct sl_store *st)
-{
-    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
 static int insert_alert(struct sl_store *st, const struct sl_alert *a, int64_t now_s,
                         int64_t *id_out, struct sl_err *err)
 {
@@ -296,7 +253,7 @@ int sl_store_alert_apply(struct sl_store *st, struct sl_alert_change *c, struct 
         rc = sl_store_exec(st, "COMMIT", "committing an alert", err);
     }
     if (rc != 0) {
-        rollback(st);
+        sl_store_rollback(st);
         return rc;
     }
     c->state = s;
@@ -362,8 +319,8 @@ int sl_store_alert_list(struct sl_store *st, const struct sl_alert_filter *f,
     sqlite3_bind_text(stmt, 3, f->rule_id != NULL ? f->rule_id : "", -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 4, f->tenant_id != NULL ? f->tenant_id : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 5, f->limit > 0 ? (int64_t)f->limit : LIST_DEFAULT);
-    return collect(st, stmt, sizeof(**out), read_alert, (void **)out, n_out, "listing alerts",
-                   err);
+    return sl_store_collect(st, stmt, sizeof(**out), read_alert, (void **)out, n_out,
+                            "listing alerts", err);
 }
 
 /* ---- deliveries ---- */
@@ -388,8 +345,8 @@ int sl_store_delivery_get(struct sl_store *st, int64_t id, struct sl_delivery *o
         return rc;
     }
     sqlite3_bind_int64(stmt, 1, id);
-    rc = collect(st, stmt, sizeof(*items), read_delivery, (void **)&items, &n,
-                 "reading a delivery", err);
+    rc = sl_store_collect(st, stmt, sizeof(*items), read_delivery, (void **)&items, &n,
+                          "reading a delivery", err);
     if (rc == 0 && n == 0) {
         rc = sl_err_set(err, SL_ENOTFOUND, "delivery %lld not found", (long long)id);
     }
@@ -417,8 +374,8 @@ int sl_store_delivery_due(struct sl_store *st, int64_t now_s, size_t limit,
     }
     sqlite3_bind_int64(stmt, 1, now_s);
     sqlite3_bind_int64(stmt, 2, limit > 0 ? (int64_t)limit : LIST_DEFAULT);
-    return collect(st, stmt, sizeof(**out), read_delivery, (void **)out, n_out,
-                   "listing due deliveries", err);
+    return sl_store_collect(st, stmt, sizeof(**out), read_delivery, (void **)out, n_out,
+                            "listing due deliveries", err);
 }
 
 int sl_store_delivery_record(struct sl_store *st, const struct sl_delivery_attempt *a,
@@ -476,7 +433,7 @@ int sl_store_delivery_record(struct sl_store *st, const struct sl_delivery_attem
         rc = sl_store_exec(st, "COMMIT", "committing a delivery attempt", err);
     }
     if (rc != 0) {
-        rollback(st);
+        sl_store_rollback(st);
     }
     return rc;
 }
@@ -500,8 +457,8 @@ int sl_store_delivery_list(struct sl_store *st, int64_t alert_id, const char *ch
     sqlite3_bind_int64(stmt, 1, alert_id);
     sqlite3_bind_text(stmt, 2, channel_id != NULL ? channel_id : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 3, limit > 0 ? (int64_t)limit : LIST_DEFAULT);
-    return collect(st, stmt, sizeof(**out), read_delivery, (void **)out, n_out,
-                   "listing deliveries", err);
+    return sl_store_collect(st, stmt, sizeof(**out), read_delivery, (void **)out, n_out,
+                            "listing deliveries", err);
 }
 
 int sl_store_delivery_attempts(struct sl_store *st, int64_t delivery_id,
@@ -520,6 +477,6 @@ int sl_store_delivery_attempts(struct sl_store *st, int64_t delivery_id,
         return rc;
     }
     sqlite3_bind_int64(stmt, 1, delivery_id);
-    return collect(st, stmt, sizeof(**out), read_attempt, (void **)out, n_out,
-                   "listing delivery attempts", err);
+    return sl_store_collect(st, stmt, sizeof(**out), read_attempt, (void **)out, n_out,
+                            "listing delivery attempts", err);
 }

@@ -16,17 +16,12 @@
 
 #define COLD_COLUMNS "tenant_id, day, path, rows, state"
 
-static void rollback(struct sl_store *st)
-{
-    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
 static int commit(struct sl_store *st, struct sl_err *err)
 {
     int rc = sl_store_exec(st, "COMMIT", "committing the deletion audit", err);
 
     if (rc != 0) {
-        rollback(st);
+        sl_store_rollback(st);
     }
     return rc;
 }
@@ -91,7 +86,7 @@ int sl_store_retention_audit_add(struct sl_store *st, struct sl_audit *a, size_t
     for (size_t i = 0; i < n; i++) {
         rc = insert_audit(st, &a[i], state, now_s, err);
         if (rc != 0) {
-            rollback(st);
+            sl_store_rollback(st);
             return rc;
         }
     }
@@ -137,7 +132,7 @@ int sl_store_retention_audit_settle(struct sl_store *st, const int64_t *ids, siz
         rc = sl_store_step_done(st, stmt, "settling the deletion audit", err);
     }
     if (rc != 0) {
-        rollback(st);
+        sl_store_rollback(st);
         return rc;
     }
     return commit(st, err);
@@ -175,44 +170,6 @@ static void read_cold(sqlite3_stmt *stmt, void *dst)
     sl_store_col_text(stmt, 4, c->state, sizeof(c->state));
 }
 
-/* Steps a prepared, bound statement and reads every row into a new array; finalizes it. */
-static int read_all(struct sl_store *st, sqlite3_stmt *stmt, size_t elem, sl_store_read_cb read,
-                    void **out, size_t *n_out, const char *what, struct sl_err *err)
-{
-    char *items = NULL;
-    size_t n = 0, cap = 0;
-    int rc;
-
-    *out = NULL;
-    *n_out = 0;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t new_cap = cap == 0 ? 16 : cap * 2;
-            char *grown = sl_realloc(items, new_cap * elem);
-
-            if (grown == NULL) {
-                rc = sl_err_set(err, SL_ENOMEM, "out of memory %s", what);
-                goto done;
-            }
-            items = grown;
-            cap = new_cap;
-        }
-        read(stmt, items + n * elem);
-        n++;
-    }
-    rc = rc == SQLITE_DONE ? 0 : sl_store_fail(st, rc, what, err);
-
-done:
-    sqlite3_finalize(stmt);
-    if (rc != 0) {
-        sl_free(items);
-        return rc;
-    }
-    *out = items;
-    *n_out = n;
-    return 0;
-}
-
 int sl_store_retention_audit_list(struct sl_store *st, const char *job, const char *state,
                                   const char *tenant, size_t limit, struct sl_audit **out,
                                   size_t *n_out, struct sl_err *err)
@@ -240,8 +197,8 @@ int sl_store_retention_audit_list(struct sl_store *st, const char *job, const ch
         sqlite3_bind_text(stmt, 3, tenant, -1, SQLITE_STATIC);
     }
     sqlite3_bind_int64(stmt, 4, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
-    return read_all(st, stmt, sizeof(**out), read_audit, (void **)out, n_out,
-                    "reading the deletion audit", err);
+    return sl_store_collect(st, stmt, sizeof(**out), read_audit, (void **)out, n_out,
+                            "reading the deletion audit", err);
 }
 
 int sl_store_retention_cold_list(struct sl_store *st, const char *tenant,
@@ -275,8 +232,8 @@ int sl_store_retention_cold_list(struct sl_store *st, const char *tenant,
         sqlite3_bind_text(stmt, 2, before_day, -1, SQLITE_STATIC);
     }
     sqlite3_bind_int64(stmt, 3, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
-    return read_all(st, stmt, sizeof(**out), read_cold, (void **)out, n_out,
-                    "reading cold exports", err);
+    return sl_store_collect(st, stmt, sizeof(**out), read_cold, (void **)out, n_out,
+                            "reading cold exports", err);
 }
 
 int sl_store_retention_cold_count(struct sl_store *st, const char *tenant,
@@ -338,7 +295,7 @@ int sl_store_retention_cold_forget(struct sl_store *st, const char *day,
         rc = insert_audit(st, audit, "done", now_s, err);
     }
     if (rc != 0) {
-        rollback(st);
+        sl_store_rollback(st);
         return rc;
     }
     rc = commit(st, err);

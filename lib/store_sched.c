@@ -51,11 +51,6 @@ int sl_store_run_status_parse(const char *name)
 }
 
 
-static void rollback(struct sl_store *st)
-{
-    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
 /* Steps a statement that returns no rows and finalizes it. */
 /* ---- leases ---- */
 
@@ -334,7 +329,7 @@ int sl_store_run_begin(struct sl_store *st, const char *lease, const char *owner
     return 0;
 
 fail:
-    rollback(st);
+    sl_store_rollback(st);
     *run_id = 0;
     return rc;
 }
@@ -408,7 +403,7 @@ int sl_store_run_end(struct sl_store *st, int64_t run_id, enum sl_run_status sta
     return 0;
 
 fail:
-    rollback(st);
+    sl_store_rollback(st);
     return rc;
 }
 
@@ -682,7 +677,7 @@ int sl_store_job_request_run(struct sl_store *st, const char *name, int64_t now_
     return 0;
 
 fail:
-    rollback(st);
+    sl_store_rollback(st);
     *requested_s = 0;
     return rc;
 }
