@@ -578,51 +578,6 @@ static int put_text(struct sl_ch_buf *b, const struct text *t)
     return sl_ch_rb_string(b, t->s, t->len);
 }
 
-static int put_str(struct sl_ch_buf *b, const char *s)
-{
-    return sl_ch_rb_string(b, s, strlen(s));
-}
-
-/*
- * The enrichment columns, country_code .. enrichment_version, from er; NULL writes them
- * empty and zero (enrichment_version 0: never enriched).
- */
-static int encode_enrichment(struct sl_ch_buf *b, const struct enrich_result *er)
-{
-    static const struct enrich_result none;
-    const struct enrich_result *r = er != NULL ? er : &none;
-    int rc = 0;
-
-    /* Geo: country_code, country, region, city, postal, latitude, longitude,
-     * accuracy_radius, geo_timezone, asn, as_org. */
-    rc = rc != 0 ? rc : put_str(b, r->country_code);
-    rc = rc != 0 ? rc : put_str(b, r->country);
-    rc = rc != 0 ? rc : put_str(b, r->region);
-    rc = rc != 0 ? rc : put_str(b, r->city);
-    rc = rc != 0 ? rc : put_str(b, r->postal);
-    rc = rc != 0 ? rc : sl_ch_rb_f64(b, r->has_location ? r->latitude : 0.0);
-    rc = rc != 0 ? rc : sl_ch_rb_f64(b, r->has_location ? r->longitude : 0.0);
-    rc = rc != 0 ? rc : sl_ch_rb_u16(b, r->accuracy_radius > 0 && r->accuracy_radius <= UINT16_MAX
-                                            ? (uint16_t)r->accuracy_radius
-                                            : 0);
-    rc = rc != 0 ? rc : put_str(b, r->geo_timezone);
-    rc = rc != 0 ? rc : sl_ch_rb_u32(b, r->asn);
-    rc = rc != 0 ? rc : put_str(b, r->as_org);
-    /* User agent: browser, browser_version, os, os_version, device, device_brand,
-     * device_model, is_bot, bot_reason. */
-    rc = rc != 0 ? rc : put_str(b, r->browser);
-    rc = rc != 0 ? rc : put_str(b, r->browser_version);
-    rc = rc != 0 ? rc : put_str(b, r->os);
-    rc = rc != 0 ? rc : put_str(b, r->os_version);
-    rc = rc != 0 ? rc : put_str(b, r->device);
-    rc = rc != 0 ? rc : put_str(b, r->device_brand);
-    rc = rc != 0 ? rc : put_str(b, r->device_model);
-    rc = rc != 0 ? rc : sl_ch_rb_u8(b, r->is_bot ? 1 : 0);
-    rc = rc != 0 ? rc : put_str(b, r->bot_reason);
-    rc = rc != 0 ? rc : sl_ch_rb_u32(b, er != NULL ? r->enrichment_version_id : 0);
-    return rc;
-}
-
 /* Writes the row in COLUMNS order. */
 static int encode_row(struct sl_ch_buf *b, const struct event_row *row,
                       const struct enrich_result *er, uint64_t version)
@@ -653,7 +608,7 @@ static int encode_row(struct sl_ch_buf *b, const struct event_row *row,
             rc = rc != 0 ? rc : sl_ch_rb_string(b, json_string_value(f), json_string_length(f));
         }
     }
-    rc = rc != 0 ? rc : encode_enrichment(b, er);
+    rc = rc != 0 ? rc : enrich_result_put_rowbinary(b, er);
     rc = rc != 0 ? rc : sl_ch_rb_u64(b, version);
     return rc;
 }

@@ -29,6 +29,7 @@
 
 #include "bots.h"
 #include "cfg.h"
+#include "ch.h"
 #include "err.h"
 #include "hints.h"
 
@@ -238,6 +239,13 @@ void enrich_stats(struct enrich *e, struct enrich_stats *out);
  * unknown). Returns a new reference, or NULL when out of memory.
  */
 json_t *enrich_result_to_json(const struct enrich_result *r);
+
+/*
+ * Appends the events table's enrichment columns (country_code .. bot_reason, then
+ * enrichment_version) to a RowBinary row in table order (rowbinary.c); r NULL writes them
+ * empty and zero (enrichment_version 0: never enriched). 0, or the buffer's failure.
+ */
+int enrich_result_put_rowbinary(struct sl_ch_buf *b, const struct enrich_result *r);
 
 /* The health as JSON: {"ok": bool, "<part>": {"state", "path", "version", "error"}, ...}.
  * Returns a new reference, or NULL when out of memory. */

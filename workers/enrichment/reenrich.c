@@ -167,11 +167,6 @@ static int find_pairs(struct rewrite *w, int64_t batch_pairs, struct sl_ch_resul
     return sl_ch_query(w->ch, w->sql.data, out, err);
 }
 
-static int put_str(struct sl_ch_buf *b, const char *s)
-{
-    return sl_ch_rb_string(b, s, strlen(s));
-}
-
 /* One row of the answers table: k_ip, k_ua, then the enrichment columns in order. */
 static int encode_answer(struct sl_ch_buf *b, const char *ip, size_t ip_len, const char *ua,
                          size_t ua_len, const struct enrich_result *r)
@@ -179,29 +174,7 @@ static int encode_answer(struct sl_ch_buf *b, const char *ip, size_t ip_len, con
     int rc = sl_ch_rb_string(b, ip, ip_len);
 
     rc = rc != 0 ? rc : sl_ch_rb_string(b, ua, ua_len);
-    rc = rc != 0 ? rc : put_str(b, r->country_code);
-    rc = rc != 0 ? rc : put_str(b, r->country);
-    rc = rc != 0 ? rc : put_str(b, r->region);
-    rc = rc != 0 ? rc : put_str(b, r->city);
-    rc = rc != 0 ? rc : put_str(b, r->postal);
-    rc = rc != 0 ? rc : sl_ch_rb_f64(b, r->has_location ? r->latitude : 0.0);
-    rc = rc != 0 ? rc : sl_ch_rb_f64(b, r->has_location ? r->longitude : 0.0);
-    rc = rc != 0 ? rc : sl_ch_rb_u16(b, r->accuracy_radius > 0 && r->accuracy_radius <= UINT16_MAX
-                                            ? (uint16_t)r->accuracy_radius
-                                            : 0);
-    rc = rc != 0 ? rc : put_str(b, r->geo_timezone);
-    rc = rc != 0 ? rc : sl_ch_rb_u32(b, r->asn);
-    rc = rc != 0 ? rc : put_str(b, r->as_org);
-    rc = rc != 0 ? rc : put_str(b, r->browser);
-    rc = rc != 0 ? rc : put_str(b, r->browser_version);
-    rc = rc != 0 ? rc : put_str(b, r->os);
-    rc = rc != 0 ? rc : put_str(b, r->os_version);
-    rc = rc != 0 ? rc : put_str(b, r->device);
-    rc = rc != 0 ? rc : put_str(b, r->device_brand);
-    rc = rc != 0 ? rc : put_str(b, r->device_model);
-    rc = rc != 0 ? rc : sl_ch_rb_u8(b, r->is_bot ? 1 : 0);
-    rc = rc != 0 ? rc : put_str(b, r->bot_reason);
-    return rc != 0 ? rc : sl_ch_rb_u32(b, r->enrichment_version_id);
+    return rc != 0 ? rc : enrich_result_put_rowbinary(b, r);
 }
 
 /* FNV-1a over the pair's two strings and their lengths. */
