@@ -181,6 +181,9 @@ int sl_ch_quote(struct sl_ch_buf *b, const char *s, size_t len);
  */
 int sl_ch_quote_ident(struct sl_ch_buf *b, const char *s, size_t len);
 
+/* Appends `database`.`table`, both quoted as identifiers; SL_EINVAL as sl_ch_quote_ident. */
+int sl_ch_quote_table(struct sl_ch_buf *b, const char *database, const char *table);
+
 /*
  * RowBinary encoders, appending one value each. Integers and floats little-endian; String
  * is a LEB128 length then the bytes; DateTime is UInt32 unix seconds; an Array is

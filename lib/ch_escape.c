@@ -189,6 +189,14 @@ int sl_ch_quote_ident(struct sl_ch_buf *b, const char *s, size_t len)
     return quote_with(b, s, len, '`');
 }
 
+int sl_ch_quote_table(struct sl_ch_buf *b, const char *database, const char *table)
+{
+    int rc = sl_ch_quote_ident(b, database, strlen(database));
+
+    rc = rc != 0 ? rc : sl_ch_buf_append_str(b, ".");
+    return rc != 0 ? rc : sl_ch_quote_ident(b, table, strlen(table));
+}
+
 /* Encodes v as unsigned LEB128 into out; returns the bytes used (1..10). */
 static size_t leb128(uint64_t v, unsigned char out[LEB128_MAX_BYTES])
 {

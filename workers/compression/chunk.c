@@ -52,7 +52,7 @@ static int sql_where(struct compress_chunk *k, int64_t v)
 
 static int sql_table(struct compress_chunk *k, const char *table)
 {
-    return compress_sql_table(&k->sql, k->c->database, table);
+    return sl_ch_quote_table(&k->sql, k->c->database, table);
 }
 
 /* Raw events of the day with version <= v (all when v < 0); with min_ts non-NULL also

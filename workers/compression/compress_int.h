@@ -115,9 +115,6 @@ int compress_sql_ints(struct sl_ch *ch, const char *sql, int64_t *out, size_t n,
 int compress_sql_where(struct sl_ch_buf *b, const char *tenant_id, int64_t from_s, int64_t to_s,
                        int64_t max_version);
 
-/* Appends "`db`.`table`" to b. */
-int compress_sql_table(struct sl_ch_buf *b, const char *database, const char *table);
-
 /*
  * The ordinary columns of db.events in table order (DESCRIBE TABLE), as "a,b,c" into out
  * (cap bytes). Fails as sl_ch_query, SL_EINVAL when they do not fit.

@@ -58,19 +58,6 @@ int compress_sql_where(struct sl_ch_buf *b, const char *tenant_id, int64_t from_
     return rc;
 }
 
-int compress_sql_table(struct sl_ch_buf *b, const char *database, const char *table)
-{
-    int rc = sl_ch_quote_ident(b, database, strlen(database));
-
-    if (rc == 0) {
-        rc = sl_ch_buf_append_str(b, ".");
-    }
-    if (rc == 0) {
-        rc = sl_ch_quote_ident(b, table, strlen(table));
-    }
-    return rc;
-}
-
 int compress_sql_column_list(struct sl_ch_buf *b, const char *cols)
 {
     const char *p = cols;
@@ -104,7 +91,7 @@ int compress_sql_columns(struct sl_ch *ch, const char *database, char *out, size
     sl_ch_buf_init(&sql, 4096);
     rc = sl_ch_buf_append_str(&sql, "DESCRIBE TABLE ");
     if (rc == 0) {
-        rc = compress_sql_table(&sql, database, "events");
+        rc = sl_ch_quote_table(&sql, database, "events");
     }
     if (rc == 0) {
         rc = sl_ch_buf_append_str(&sql, " FORMAT TabSeparated");

@@ -201,7 +201,7 @@ static int tenant_due(struct compress_ctx *c, struct sched_run *run, const char 
     sl_ch_buf_init(&sql, 4096);
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&sql, "SELECT intDiv(toUInt32(ts), 86400) AS d "
                                                    "FROM ");
-    rc = rc != 0 ? rc : compress_sql_table(&sql, c->database, "events");
+    rc = rc != 0 ? rc : sl_ch_quote_table(&sql, c->database, "events");
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&sql, " WHERE tenant_id = ");
     rc = rc != 0 ? rc : sl_ch_quote(&sql, tenant, strlen(tenant));
     rc = rc != 0 ? rc : sl_ch_buf_appendf(&sql, " AND ts < toDateTime(%" PRId64 ") GROUP BY d "

@@ -64,15 +64,6 @@ static bool is_enriched_col(const char *name, size_t len)
     return false;
 }
 
-/* "`db`.`name`" */
-static int append_table(struct sl_ch_buf *b, const char *database, const char *name)
-{
-    int rc = sl_ch_quote_ident(b, database, strlen(database));
-
-    rc = rc != 0 ? rc : sl_ch_buf_append_str(b, ".");
-    return rc != 0 ? rc : sl_ch_quote_ident(b, name, strlen(name));
-}
-
 /* "tenant_id = '...' AND ts >= toDateTime(F) AND ts < toDateTime(T)" */
 static int append_range(struct rewrite *w)
 {
@@ -100,7 +91,7 @@ static int load_columns(struct rewrite *w, struct sl_err *err)
 
     sl_ch_buf_reset(&w->sql);
     rc = sl_ch_buf_append_str(&w->sql, "DESCRIBE TABLE ");
-    rc = rc != 0 ? rc : append_table(&w->sql, w->database, "events");
+    rc = rc != 0 ? rc : sl_ch_quote_table(&w->sql, w->database, "events");
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&w->sql, " FORMAT TabSeparated");
     if (rc != 0) {
         return sql_failed(rc, "DESCRIBE", err);
@@ -154,7 +145,7 @@ static int find_pairs(struct rewrite *w, int64_t batch_pairs, struct sl_ch_resul
                               "FROM (SELECT argMax(ip, version) AS a_ip, argMax(user_agent, "
                               "version) AS a_ua, argMax(enrichment_version, version) AS a_ev "
                               "FROM ");
-    rc = rc != 0 ? rc : append_table(&w->sql, w->database, "events");
+    rc = rc != 0 ? rc : sl_ch_quote_table(&w->sql, w->database, "events");
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&w->sql, " WHERE ");
     rc = rc != 0 ? rc : append_range(w);
     rc = rc != 0 ? rc
@@ -256,7 +247,7 @@ static int create_tmp(struct rewrite *w, struct sl_err *err)
 
     sl_ch_buf_reset(&w->sql);
     rc = sl_ch_buf_append_str(&w->sql, "CREATE TABLE ");
-    rc = rc != 0 ? rc : append_table(&w->sql, w->database, w->tmp_name);
+    rc = rc != 0 ? rc : sl_ch_quote_table(&w->sql, w->database, w->tmp_name);
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&w->sql, " (k_ip String, k_ua String");
     for (size_t i = 0; i < N_ENRICHED && rc == 0; i++) {
         rc = sl_ch_buf_appendf(&w->sql, ", n_%s %s", enriched_cols[i].name,
@@ -275,7 +266,7 @@ static void drop_tmp(struct rewrite *w)
 
     sl_ch_buf_reset(&w->sql);
     rc = sl_ch_buf_append_str(&w->sql, "DROP TABLE IF EXISTS ");
-    rc = rc != 0 ? rc : append_table(&w->sql, w->database, w->tmp_name);
+    rc = rc != 0 ? rc : sl_ch_quote_table(&w->sql, w->database, w->tmp_name);
     if (rc == 0) {
         /* Best effort: a leftover Memory table holds one step's answers and goes with a
          * server restart; its name says what it was. */
@@ -289,7 +280,7 @@ static int insert_answers(struct rewrite *w, struct sl_err *err)
 
     sl_ch_buf_reset(&w->sql);
     rc = sl_ch_buf_append_str(&w->sql, "INSERT INTO ");
-    rc = rc != 0 ? rc : append_table(&w->sql, w->database, w->tmp_name);
+    rc = rc != 0 ? rc : sl_ch_quote_table(&w->sql, w->database, w->tmp_name);
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&w->sql, " FORMAT RowBinary");
     if (rc != 0) {
         return sql_failed(rc, "INSERT", err);
@@ -304,7 +295,7 @@ static int rewrite_events(struct rewrite *w, int64_t now_ms, struct sl_err *err)
 
     sl_ch_buf_reset(&w->sql);
     rc = sl_ch_buf_append_str(&w->sql, "INSERT INTO ");
-    rc = rc != 0 ? rc : append_table(&w->sql, w->database, "events");
+    rc = rc != 0 ? rc : sl_ch_quote_table(&w->sql, w->database, "events");
     rc = rc != 0 ? rc : sl_ch_buf_appendf(&w->sql, " (%s", w->other_cols);
     for (size_t i = 0; i < N_ENRICHED && rc == 0; i++) {
         rc = sl_ch_buf_appendf(&w->sql, ", %s", enriched_cols[i].name);
@@ -316,7 +307,7 @@ static int rewrite_events(struct rewrite *w, int64_t now_ms, struct sl_err *err)
     rc = rc != 0 ? rc
                  : sl_ch_buf_appendf(&w->sql, ", greatest(toUInt64(%lld), version + 1) FROM "
                                      "(SELECT * FROM (SELECT * FROM ", (long long)now_ms);
-    rc = rc != 0 ? rc : append_table(&w->sql, w->database, "events");
+    rc = rc != 0 ? rc : sl_ch_quote_table(&w->sql, w->database, "events");
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&w->sql, " WHERE ");
     rc = rc != 0 ? rc : append_range(w);
     rc = rc != 0 ? rc
@@ -327,7 +318,7 @@ static int rewrite_events(struct rewrite *w, int64_t now_ms, struct sl_err *err)
         rc = sl_ch_buf_appendf(&w->sql, ", n_%s", enriched_cols[i].name);
     }
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&w->sql, " FROM ");
-    rc = rc != 0 ? rc : append_table(&w->sql, w->database, w->tmp_name);
+    rc = rc != 0 ? rc : sl_ch_quote_table(&w->sql, w->database, w->tmp_name);
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&w->sql, ") USING (ip, user_agent)");
     if (rc != 0) {
         return sql_failed(rc, "INSERT ... SELECT", err);

@@ -61,16 +61,8 @@ static int put_from(struct sl_ch_buf *b, const char *database, const char *table
 {
     int rc = sl_ch_buf_append_str(b, " FROM ");
 
-    if (rc == 0) {
-        rc = sl_ch_quote_ident(b, database, strlen(database));
-    }
-    if (rc == 0) {
-        rc = sl_ch_buf_append_str(b, ".");
-    }
-    if (rc == 0) {
-        rc = sl_ch_quote_ident(b, table, strlen(table));
-    }
-    return rc == 0 ? sl_ch_buf_append_str(b, " WHERE ") : rc;
+    rc = rc != 0 ? rc : sl_ch_quote_table(b, database, table);
+    return rc != 0 ? rc : sl_ch_buf_append_str(b, " WHERE ");
 }
 
 /* " AND tenant_id = '<id>'" for a tenant's rule; nothing for a global one. */

@@ -168,7 +168,7 @@ static int drop_partition(struct retention_exec *x, const struct retention_table
     sl_ch_buf_init(&sql, 4096);
     rc = sl_ch_buf_append_str(&sql, "ALTER TABLE ");
     if (rc == 0) {
-        rc = retention_sql_table(&sql, x->database, t->name);
+        rc = sl_ch_quote_table(&sql, x->database, t->name);
     }
     if (rc == 0) {
         rc = sl_ch_buf_appendf(&sql, " DROP PARTITION %s", item->partition);
@@ -210,7 +210,7 @@ static int count_kept(struct retention_exec *x, const struct retention_table *t,
     sl_ch_buf_init(&sql, SQL_MAX_BYTES);
     rc = sl_ch_buf_append_str(&sql, "SELECT count() FROM ");
     if (rc == 0) {
-        rc = retention_sql_table(&sql, x->database, t->name);
+        rc = sl_ch_quote_table(&sql, x->database, t->name);
     }
     if (rc == 0) {
         rc = sl_ch_buf_append_str(&sql, " WHERE ");
@@ -264,7 +264,7 @@ static int delete_rows(struct retention_exec *x, const struct retention_table *t
     sl_ch_buf_init(&sql, SQL_MAX_BYTES);
     rc = sl_ch_buf_append_str(&sql, "ALTER TABLE ");
     if (rc == 0) {
-        rc = retention_sql_table(&sql, x->database, t->name);
+        rc = sl_ch_quote_table(&sql, x->database, t->name);
     }
     if (rc == 0) {
         rc = sl_ch_buf_append_str(&sql, " DELETE WHERE ");
@@ -398,7 +398,7 @@ static int count_left(struct retention_exec *x, const struct retention_table *t,
     sl_ch_buf_init(&sql, 4096);
     rc = sl_ch_buf_append_str(&sql, "SELECT count() FROM ");
     if (rc == 0) {
-        rc = retention_sql_table(&sql, x->database, t->name);
+        rc = sl_ch_quote_table(&sql, x->database, t->name);
     }
     if (rc == 0) {
         rc = sl_ch_buf_append_str(&sql, " WHERE tenant_id = ");

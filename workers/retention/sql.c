@@ -26,19 +26,6 @@ const struct retention_table *retention_table_find(const char *name)
     return NULL;
 }
 
-int retention_sql_table(struct sl_ch_buf *b, const char *database, const char *table)
-{
-    int rc = sl_ch_quote_ident(b, database, strlen(database));
-
-    if (rc == 0) {
-        rc = sl_ch_buf_append_str(b, ".");
-    }
-    if (rc == 0) {
-        rc = sl_ch_quote_ident(b, table, strlen(table));
-    }
-    return rc;
-}
-
 /* Appends the time s as a literal of t's time column. */
 static int time_literal(struct sl_ch_buf *b, const struct retention_table *t, int64_t s)
 {

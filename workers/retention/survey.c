@@ -202,7 +202,7 @@ static int survey_partitions(struct builder *b, struct sl_ch *ch, const char *da
         rc = sl_ch_buf_append_str(&sql, ") AS p, tenant_id, count() FROM ");
     }
     if (rc == 0) {
-        rc = retention_sql_table(&sql, database, t->name);
+        rc = sl_ch_quote_table(&sql, database, t->name);
     }
     if (rc == 0) {
         rc = sl_ch_buf_append_str(&sql, " WHERE 1");
@@ -265,7 +265,7 @@ static int survey_group(struct builder *b, struct sl_ch *ch, const char *databas
     sl_ch_buf_init(&sql, SQL_MAX_BYTES);
     rc = sl_ch_buf_append_str(&sql, "SELECT tenant_id, count() FROM ");
     if (rc == 0) {
-        rc = retention_sql_table(&sql, database, t->name);
+        rc = sl_ch_quote_table(&sql, database, t->name);
     }
     if (rc == 0) {
         rc = sl_ch_buf_append_str(&sql, " WHERE ");

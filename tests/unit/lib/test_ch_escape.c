@@ -92,6 +92,11 @@ static void test_ch_quote_ident(void)
     ASSERT_EQ_INT(sl_ch_quote_ident(&b, "", 0), SL_EINVAL);
     ASSERT_EQ_INT(sl_ch_quote_ident(&b, "a\0b", 3), SL_EINVAL);
     ASSERT_EQ_INT(b.len, 0);
+    /* database.table, both quoted */
+    ASSERT_OK(sl_ch_quote_table(&b, "my db", "ev`ents"), NULL);
+    ASSERT_EQ_STR(b.data, "`my db`.`ev\\`ents`");
+    sl_ch_buf_reset(&b);
+    ASSERT_EQ_INT(sl_ch_quote_table(&b, "", "events"), SL_EINVAL);
     sl_ch_buf_fini(&b);
 }
 
