@@ -68,7 +68,8 @@ struct fixture {
     atomic_int stop;
 };
 
-/* Replaces every "{db}" (identifier), "{dbs}" (string), "{free}" and "{paid}" in sql (the tenant ids are plain). */
+/* Replaces every "{db}" (identifier), "{dbs}" (string), "{free}" and "{paid}" in sql (the
+ * tenant ids are plain). */
 static char *expand(struct fixture *f, const char *sql)
 {
     struct sl_ch_buf b;

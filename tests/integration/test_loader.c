@@ -45,6 +45,7 @@
 #include "daemon.h"
 #include "loader.h"
 #include "store.h"
+#include "chquery.h"
 #include "test.h"
 
 #define START_MS 20000
@@ -262,53 +263,6 @@ static void fixture_fini(struct fixture *f)
 
 /* ---- ClickHouse ---- */
 
-/* The single number a query answers, or -1 when it fails (e.g. no table yet). */
-static long long ch_int(struct fixture *f, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static long long ch_int(struct fixture *f, const char *fmt, ...)
-{
-    struct sl_ch_result res = {0};
-    struct sl_err err;
-    char sql[1024];
-    long long v = -1;
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    if (sl_ch_query(f->ch, sql, &res, &err) == 0) {
-        v = strtoll(res.body, NULL, 10);
-    }
-    sl_ch_result_fini(&res);
-    return v;
-}
-
-/* The first line a query answers (TabSeparated) into out. */
-static void ch_line(struct fixture *f, const char *sql, char *out, size_t cap)
-{
-    struct sl_ch_result res = {0};
-    struct sl_err err;
-
-    ASSERT_OK(sl_ch_query(f->ch, sql, &res, &err), &err);
-    snprintf(out, cap, "%.*s", (int)strcspn(res.body, "\n"), res.body);
-    sl_ch_result_fini(&res);
-}
-
-static void ch_exec(struct fixture *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void ch_exec(struct fixture *f, const char *fmt, ...)
-{
-    struct sl_err err;
-    char sql[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    ASSERT_OK(sl_ch_exec(f->ch, sql, &err), &err);
-}
-
 /* Polls "SELECT uniqExact(id) FROM db.events [WHERE ...]" until it is want. */
 static long long wait_events(struct fixture *f, const char *where, long long want,
                              int timeout_ms)
@@ -317,7 +271,7 @@ static long long wait_events(struct fixture *f, const char *where, long long wan
     long long n = -1;
 
     for (;;) {
-        n = ch_int(f, "SELECT uniqExact(id) FROM %s.events %s", f->database, where);
+        n = test_ch_int(f->ch, "SELECT uniqExact(id) FROM %s.events %s", f->database, where);
         if (n == want || test_now_ms() > deadline) {
             return n;
         }
@@ -330,8 +284,8 @@ static void wait_schema(struct fixture *f)
 {
     long deadline = test_now_ms() + START_MS;
 
-    while (ch_int(f, "SELECT count() FROM system.tables WHERE database = '%s' AND name = "
-                  "'events'", f->database) != 1) {
+    while (test_ch_int(f->ch, "SELECT count() FROM system.tables WHERE database = '%s' AND name = "
+                       "'events'", f->database) != 1) {
         if (test_now_ms() > deadline) {
             TEST_FAIL("no %s.events after %d ms", f->database, START_MS);
         }
@@ -874,16 +828,16 @@ static void test_loader_kafka_end_to_end(void)
     }
     ASSERT_EQ_INT(wait_events(&f, "", 300, LOAD_MS), 300);
     /* Exact: nothing twice, nothing else, and the fields as sent. */
-    ASSERT_EQ_INT(ch_int(&f, "SELECT count() FROM %s.events", f.database), 300);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT countIf(tenant_id = '%s' AND type = 'custom') FROM "
-                         "%s.events", f.tenant_id, f.database), 300);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT sum(toUInt64(visitParamExtractInt(properties, 'n'))) "
-                         "FROM %s.events", f.database), 299 * 300 / 2);
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT count() FROM %s.events", f.database), 300);
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT countIf(tenant_id = '%s' AND type = 'custom') FROM "
+                              "%s.events", f.tenant_id, f.database), 300);
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT sum(toUInt64(visitParamExtractInt(properties, 'n'))) "
+                              "FROM %s.events", f.database), 299 * 300 / 2);
     event_id(&f, 123, id);
     snprintf(sql, sizeof(sql), "SELECT name, session_id, visitParamExtractInt(properties, 'n'), "
              "visitParamExtractString(properties, 'kind'), tenant_id FROM %s.events WHERE id = "
              "toUUID('%s') FORMAT TabSeparated", f.database, id);
-    ch_line(&f, sql, line, sizeof(line));
+    test_ch_line(f.ch, line, sizeof(line), "%s", sql);
     {
         char want_line[256];
 
@@ -926,17 +880,17 @@ static void test_loader_kafka_end_to_end(void)
     {
         long deadline = test_now_ms() + 15000;
 
-        while (ch_int(&f, "SELECT max(value) FROM %s.internal_metrics WHERE name = "
-                      "'sluice_loader_rows_total' AND process = 'sluice-ingest'",
-                      f.database) != 300) {
+        while (test_ch_int(f.ch, "SELECT max(value) FROM %s.internal_metrics WHERE name = "
+                           "'sluice_loader_rows_total' AND process = 'sluice-ingest'",
+                           f.database) != 300) {
             ASSERT_TRUE(test_now_ms() < deadline);
             usleep(200 * 1000);
         }
-        ASSERT_TRUE(ch_int(&f, "SELECT count() FROM %s.internal_metrics WHERE name = "
-                           "'sluice_events_accepted_total'", f.database) > 0);
+        ASSERT_TRUE(test_ch_int(f.ch, "SELECT count() FROM %s.internal_metrics WHERE name = "
+                                "'sluice_events_accepted_total'", f.database) > 0);
     }
     ingestd_stop(&x);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT count() FROM %s.events", f.database), 300);
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT count() FROM %s.events", f.database), 300);
     ingestd_fini(&x);
     free(spool);
     fixture_fini(&f);
@@ -971,14 +925,14 @@ static void test_loader_kill9_no_loss(void)
     while (posted < n_total / 2) {
         post_events(&f, &edge, posted, per_request, -1);
         posted += per_request;
-        if (ch_int(&f, "SELECT count() FROM %s.events", f.database) >= 300) {
+        if (test_ch_int(f.ch, "SELECT count() FROM %s.events", f.database) >= 300) {
             break;
         }
     }
     {
         long deadline = test_now_ms() + LOAD_MS;
 
-        while (ch_int(&f, "SELECT count() FROM %s.events", f.database) < 100) {
+        while (test_ch_int(f.ch, "SELECT count() FROM %s.events", f.database) < 100) {
             ASSERT_TRUE(test_now_ms() < deadline);
             usleep(50 * 1000);
         }
@@ -990,7 +944,7 @@ static void test_loader_kill9_no_loss(void)
         post_events(&f, &edge, posted, per_request, -1);
         posted += per_request;
     }
-    before_restart = ch_int(&f, "SELECT uniqExact(id) FROM %s.events", f.database);
+    before_restart = test_ch_int(f.ch, "SELECT uniqExact(id) FROM %s.events", f.database);
     fprintf(stderr, "note: %lld of %ld events loaded when the loader was killed\n",
             before_restart, n_total);
     ASSERT_TRUE(before_restart < n_total);
@@ -998,11 +952,11 @@ static void test_loader_kill9_no_loss(void)
     ASSERT_EQ_INT(wait_events(&f, "", n_total, LOAD_MS), n_total);
     /* Redelivered rows may be stored twice until a merge; FINAL and uniqExact see each
      * event once. */
-    total = ch_int(&f, "SELECT count() FROM %s.events", f.database);
+    total = test_ch_int(f.ch, "SELECT count() FROM %s.events", f.database);
     fprintf(stderr, "note: %lld rows stored for %ld events before merges\n", total, n_total);
     ASSERT_TRUE(total >= n_total);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT count() FROM %s.events FINAL", f.database), n_total);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT uniqExact(tenant_id, id) FROM %s.events", f.database),
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT count() FROM %s.events FINAL", f.database), n_total);
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT uniqExact(tenant_id, id) FROM %s.events", f.database),
                   n_total);
     ingestd_stop(&again);
     ingestd_stop(&edge);
@@ -1280,7 +1234,7 @@ static void test_loader_clickhouse_down_resumes(void)
     live_add(ch_pid);
     atomic_store(&px.backend_port, clickhouse_port(ch_dir));
     ASSERT_EQ_INT(wait_events(&f, "", 1000, LOAD_MS), 1000);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT count() FROM %s.events FINAL", f.database), 1000);
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT count() FROM %s.events FINAL", f.database), 1000);
     ASSERT_TRUE(wait_state(&x, "ok", 10000));
     ASSERT_EQ_INT(log_count(&x, "ClickHouse available again"), 1);
     ASSERT_EQ_STR(health_state(&x, state, sizeof(state)), "ok");
@@ -1323,8 +1277,8 @@ static void test_loader_poison_dead_letters_and_replay(void)
     ingestd_start(&x, &f, spool, (const char *const[]){"SLUICE_LOADER_BATCH_AGE_MS=500", NULL});
     wait_schema(&f);
     /* The rejection an operator can fix: a column whose expression refuses a value. */
-    ch_exec(&f, "ALTER TABLE %s.events ADD COLUMN reject_poison UInt8 MATERIALIZED "
-            "throwIf(name = 'poison-ch')", f.database);
+    test_ch_exec(f.ch, "ALTER TABLE %s.events ADD COLUMN reject_poison UInt8 MATERIALIZED "
+                 "throwIf(name = 'poison-ch')", f.database);
     for (int i = 0; i < 3; i++) {
         good[i] = normalized(&f, i, "good");
     }
@@ -1339,8 +1293,8 @@ static void test_loader_poison_dead_letters_and_replay(void)
     /* Both poisons are dead letters with their reasons and origin; the neighbours load. */
     read_dead(&f, 2, dead);
     ASSERT_EQ_INT(wait_events(&f, "", 3, LOAD_MS), 3);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT count() FROM %s.events WHERE name = 'poison-ch'",
-                         f.database), 0);
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT count() FROM %s.events WHERE name = 'poison-ch'",
+                              f.database), 0);
     for (int i = 0; i < 2; i++) {
         bool is_json_poison = strcmp(dead[i].value, "{not json") == 0;
         int64_t want_offset = prod.offsets[is_json_poison ? 1 : 3];
@@ -1364,7 +1318,7 @@ static void test_loader_poison_dead_letters_and_replay(void)
     json_decref(v);
 
     /* The fix, then replay: the rejected event loads; the unparseable one cannot. */
-    ch_exec(&f, "ALTER TABLE %s.events DROP COLUMN reject_poison", f.database);
+    test_ch_exec(f.ch, "ALTER TABLE %s.events DROP COLUMN reject_poison", f.database);
     v = sluice_dlq(&f, NULL, (const char *const[]){"replay", NULL}, 0);
     ASSERT_EQ_INT(json_integer_value(json_object_get(v, "replayed")), 2);
     ASSERT_EQ_INT(json_integer_value(json_object_get(v, "failed")), 0);
@@ -1377,7 +1331,7 @@ static void test_loader_poison_dead_letters_and_replay(void)
     ASSERT_TRUE(strcmp(dead[2].partition, "0") != 0 ||
                 strtoll(dead[2].orig_offset, NULL, 10) != prod.offsets[1]);
     ASSERT_TRUE(wait_metric(&x, "sluice_loader_dead_letters_total{reason=\"encode\"}", 2) == 2);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT uniqExact(id) FROM %s.events", f.database), 4);
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT uniqExact(id) FROM %s.events", f.database), 4);
 
     /* Nothing is replayed twice: only the new dead letter is pending. */
     v = sluice_dlq(&f, NULL, (const char *const[]){"list", NULL}, 0);
@@ -1439,8 +1393,8 @@ static void test_loader_spool_embedded_end_to_end(void)
     replayed_file = xasprintf("%s/dead-letters/replayed.jsonl", spool);
     ingestd_start(&x, &f, spool, NULL);
     wait_schema(&f);
-    ch_exec(&f, "ALTER TABLE %s.events ADD COLUMN reject_poison UInt8 MATERIALIZED "
-            "throwIf(name = 'poison-ch')", f.database);
+    test_ch_exec(f.ch, "ALTER TABLE %s.events ADD COLUMN reject_poison UInt8 MATERIALIZED "
+                 "throwIf(name = 'poison-ch')", f.database);
     post_events(&f, &x, 0, 100, -1);
     post_events(&f, &x, 100, 101, 150); /* index 150 is rejected by ClickHouse */
     ASSERT_EQ_INT(wait_events(&f, "", 200, LOAD_MS), 200);
@@ -1450,11 +1404,11 @@ static void test_loader_spool_embedded_end_to_end(void)
         usleep(100 * 1000);
     }
     ASSERT_EQ_INT(file_lines(dead_file), 1);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT count() FROM %s.events", f.database), 200);
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT count() FROM %s.events", f.database), 200);
     event_id(&f, 151, id);
     snprintf(sql, sizeof(sql), "SELECT name, tenant_id FROM %s.events WHERE id = toUUID('%s') "
              "FORMAT TabSeparated", f.database, id);
-    ch_line(&f, sql, line, sizeof(line));
+    test_ch_line(f.ch, line, sizeof(line), "%s", sql);
     ASSERT_TRUE(strncmp(line, "e151\t", 5) == 0);
     {
         /* The spool is released once loaded. */
@@ -1488,14 +1442,14 @@ static void test_loader_spool_embedded_end_to_end(void)
     json_decref(v);
     ASSERT_EQ_INT(file_lines(dead_file), 1);
     /* The fix, then replay: loaded straight into ClickHouse, moved to replayed.jsonl. */
-    ch_exec(&f, "ALTER TABLE %s.events DROP COLUMN reject_poison", f.database);
+    test_ch_exec(f.ch, "ALTER TABLE %s.events DROP COLUMN reject_poison", f.database);
     v = sluice_dlq(&f, spool, (const char *const[]){"replay", NULL}, 0);
     ASSERT_EQ_INT(json_integer_value(json_object_get(v, "replayed")), 1);
     json_decref(v);
     ASSERT_EQ_INT(file_lines(dead_file), 0);
     ASSERT_EQ_INT(file_lines(replayed_file), 1);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT count() FROM %s.events WHERE name = 'poison-ch'",
-                         f.database), 1);
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT count() FROM %s.events WHERE name = 'poison-ch'",
+                              f.database), 1);
     v = sluice_dlq(&f, spool, (const char *const[]){"list", NULL}, 0);
     ASSERT_EQ_INT(json_array_size(v), 0);
     json_decref(v);

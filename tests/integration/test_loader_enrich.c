@@ -23,6 +23,7 @@
 #include "ch.h"
 #include "daemon.h"
 #include "store.h"
+#include "chquery.h"
 #include "test.h"
 
 #define START_MS 30000
@@ -262,53 +263,13 @@ static void post_two(struct fixture *f, const char *key)
 
 /* ---- ClickHouse ---- */
 
-static long long ch_int(struct fixture *f, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static long long ch_int(struct fixture *f, const char *fmt, ...)
-{
-    struct sl_ch_result res = {0};
-    struct sl_err err;
-    char sql[1024];
-    long long v = -1;
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    if (sl_ch_query(f->ch, sql, &res, &err) == 0) {
-        v = strtoll(res.body, NULL, 10);
-    }
-    sl_ch_result_fini(&res);
-    return v;
-}
-
-/* The first line of a TabSeparated answer. */
-static void ch_line(struct fixture *f, char *out, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void ch_line(struct fixture *f, char *out, size_t cap, const char *fmt, ...)
-{
-    struct sl_ch_result res = {0};
-    struct sl_err err;
-    char sql[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    ASSERT_OK(sl_ch_query(f->ch, sql, &res, &err), &err);
-    snprintf(out, cap, "%.*s", (int)strcspn(res.body, "\n"), res.body);
-    sl_ch_result_fini(&res);
-}
-
 /* Polls until the table holds want events (uniqExact(id)), or fails. */
 static void wait_events(struct fixture *f, long long want)
 {
     long deadline = test_now_ms() + LOAD_MS;
     long long n = -1;
 
-    while ((n = ch_int(f, "SELECT uniqExact(id) FROM %s.events", f->database)) != want) {
+    while ((n = test_ch_int(f->ch, "SELECT uniqExact(id) FROM %s.events", f->database)) != want) {
         if (test_now_ms() > deadline) {
             TEST_FAIL("%lld events in ClickHouse after %d ms, want %lld", n, LOAD_MS, want);
         }
@@ -342,20 +303,22 @@ static void test_loader_enrich_inline_per_tier(void)
     post_two(&f, f.key_off);
     wait_events(&f, 4);
 
-    ch_line(&f, line, sizeof(line), "SELECT country_code, city, browser, os, device, is_bot, "
-            "enrichment_version FROM %s.events WHERE tenant_id = '%s' AND path = '/a' "
-            "FORMAT TabSeparated", f.database, f.tenant_on);
+    test_ch_line(f.ch, line, sizeof(line),
+                 "SELECT country_code, city, browser, os, device, is_bot, "
+                 "enrichment_version FROM %s.events WHERE tenant_id = '%s' AND path = '/a' "
+                 "FORMAT TabSeparated", f.database, f.tenant_on);
     snprintf(want, sizeof(want), "GB\tLondon\tChrome\tWindows\tOther\t0\t%lld", version);
     ASSERT_EQ_STR(line, want);
-    ch_line(&f, line, sizeof(line), "SELECT country_code, browser, is_bot, bot_reason != '', "
-            "enrichment_version FROM %s.events WHERE tenant_id = '%s' AND path = '/b' "
-            "FORMAT TabSeparated", f.database, f.tenant_on);
+    test_ch_line(f.ch, line, sizeof(line),
+                 "SELECT country_code, browser, is_bot, bot_reason != '', "
+                 "enrichment_version FROM %s.events WHERE tenant_id = '%s' AND path = '/b' "
+                 "FORMAT TabSeparated", f.database, f.tenant_on);
     snprintf(want, sizeof(want), "JP\tGooglebot\t1\t1\t%lld", version);
     ASSERT_EQ_STR(line, want);
     /* The other tier: nothing enriched. */
-    ch_line(&f, line, sizeof(line), "SELECT count(), max(country_code), max(browser), "
-            "max(is_bot), max(enrichment_version) FROM %s.events WHERE tenant_id = '%s' "
-            "FORMAT TabSeparated", f.database, f.tenant_off);
+    test_ch_line(f.ch, line, sizeof(line), "SELECT count(), max(country_code), max(browser), "
+                 "max(is_bot), max(enrichment_version) FROM %s.events WHERE tenant_id = '%s' "
+                 "FORMAT TabSeparated", f.database, f.tenant_off);
     ASSERT_EQ_STR(line, "2\t\t\t0\t0");
     /* The rollups carry the enrichment dimensions (views are written after the table, so
      * poll). */
@@ -363,9 +326,9 @@ static void test_loader_enrich_inline_per_tier(void)
         long deadline = test_now_ms() + LOAD_MS;
         long long n;
 
-        while ((n = ch_int(&f, "SELECT uniqExactMerge(events) FROM %s.events_daily WHERE "
-                           "tenant_id = '%s' AND country_code = 'GB' AND browser = 'Chrome'",
-                           f.database, f.tenant_on)) != 1) {
+        while ((n = test_ch_int(f.ch, "SELECT uniqExactMerge(events) FROM %s.events_daily WHERE "
+                                "tenant_id = '%s' AND country_code = 'GB' AND browser = 'Chrome'",
+                                f.database, f.tenant_on)) != 1) {
             if (test_now_ms() > deadline) {
                 TEST_FAIL("the daily rollup has %lld GB/Chrome events, want 1", n);
             }
@@ -394,8 +357,9 @@ static void test_loader_enrich_corrupt_database_keeps_loading(void)
 
     post_two(&f, f.key_on);
     wait_events(&f, 2);
-    ch_line(&f, line, sizeof(line), "SELECT country_code, city, browser, enrichment_version > 0 "
-            "FROM %s.events WHERE path = '/a' FORMAT TabSeparated", f.database);
+    test_ch_line(f.ch, line, sizeof(line),
+                 "SELECT country_code, city, browser, enrichment_version > 0 "
+                 "FROM %s.events WHERE path = '/a' FORMAT TabSeparated", f.database);
     ASSERT_EQ_STR(line, "\t\tChrome\t1");
     test_daemon_stop(&f.d, STOP_MS);
     fixture_fini(&f);

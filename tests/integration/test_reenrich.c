@@ -31,6 +31,7 @@
 #include "rows.h"
 #include "schema.h"
 #include "store.h"
+#include "chquery.h"
 #include "test.h"
 
 #define PER_HOUR 30
@@ -50,60 +51,6 @@ struct fixture {
     int64_t hour1;                     /* two hours ago, on the hour */
     int64_t hour2;                     /* one hour ago */
 };
-
-static void ch_exec(struct fixture *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void ch_exec(struct fixture *f, const char *fmt, ...)
-{
-    struct sl_err err;
-    char sql[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    ASSERT_OK(sl_ch_exec(f->ch, sql, &err), &err);
-}
-
-/* The single number a query answers. */
-static long long ch_int(struct fixture *f, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static long long ch_int(struct fixture *f, const char *fmt, ...)
-{
-    struct sl_ch_result res = {0};
-    struct sl_err err;
-    char sql[2048];
-    long long v;
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    ASSERT_OK(sl_ch_query(f->ch, sql, &res, &err), &err);
-    v = strtoll(res.body, NULL, 10);
-    sl_ch_result_fini(&res);
-    return v;
-}
-
-/* The first line a query answers, into out. */
-static void ch_line(struct fixture *f, char *out, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void ch_line(struct fixture *f, char *out, size_t cap, const char *fmt, ...)
-{
-    struct sl_ch_result res = {0};
-    struct sl_err err;
-    char sql[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    ASSERT_OK(sl_ch_query(f->ch, sql, &res, &err), &err);
-    snprintf(out, cap, "%.*s", (int)strcspn(res.body, "\n"), res.body);
-    sl_ch_result_fini(&res);
-}
 
 /* Copies the test database name to path (through a temp file renamed over it, as
  * geoipupdate does) with the modification time mtime_s. */
@@ -188,7 +135,7 @@ static void fixture_fini(struct fixture *f)
         SL_CFG_SECTION("store", sl_store_cfg_opts, sl_store_cfg_n_opts, &f->store_settings),
     };
 
-    ch_exec(f, "DROP DATABASE IF EXISTS %s", f->database);
+    test_ch_exec(f->ch, "DROP DATABASE IF EXISTS %s", f->database);
     sl_ch_destroy(f->ch);
     sl_cfg_fini(secs, 2);
     test_rmtree(f->dir);
@@ -332,10 +279,11 @@ static void job_destroy(void *ctx, void *settings)
 static long long count_version(struct fixture *f, const char *tenant, int64_t from, int64_t to,
                                uint32_t v)
 {
-    return ch_int(f, "SELECT count() FROM (SELECT argMax(enrichment_version, version) AS ev "
-                  "FROM %s.events WHERE tenant_id = '%s' AND ts >= toDateTime(%lld) AND ts < "
-                  "toDateTime(%lld) GROUP BY id) WHERE ev = %u", f->database, tenant,
-                  (long long)from, (long long)to, (unsigned)v);
+    return test_ch_int(f->ch,
+                       "SELECT count() FROM (SELECT argMax(enrichment_version, version) AS ev "
+                       "FROM %s.events WHERE tenant_id = '%s' AND ts >= toDateTime(%lld) AND ts < "
+                       "toDateTime(%lld) GROUP BY id) WHERE ev = %u", f->database, tenant,
+                       (long long)from, (long long)to, (unsigned)v);
 }
 
 static void test_reenrich_upgrades_rows_after_the_database_changes(void)
@@ -363,13 +311,15 @@ static void test_reenrich_upgrades_rows_after_the_database_changes(void)
 
     ASSERT_EQ_INT(count_version(&f, f.tenant_on, f.hour1, f.hour2 + 3600, v1), 2 * PER_HOUR);
     ASSERT_EQ_INT(count_version(&f, f.tenant_off, f.hour1, f.hour2 + 3600, 0), 2 * PER_HOUR);
-    ch_line(&f, line, sizeof(line), "SELECT country_code, city FROM %s.events WHERE tenant_id "
-            "= '%s' AND ip = '81.2.69.142' LIMIT 1 FORMAT TabSeparated", f.database, f.tenant_on);
+    test_ch_line(f.ch, line, sizeof(line),
+                 "SELECT country_code, city FROM %s.events WHERE tenant_id = '%s' AND ip = "
+                 "'81.2.69.142' LIMIT 1 FORMAT TabSeparated",
+                 f.database, f.tenant_on);
     ASSERT_EQ_STR(line, "GB\t");
-    daily_before = ch_int(&f, "SELECT uniqExactMerge(events) FROM %s.events_daily WHERE "
-                          "tenant_id = '%s'", f.database, f.tenant_on);
-    hourly_before = ch_int(&f, "SELECT uniqExactMerge(events) FROM %s.events_hourly WHERE "
-                           "tenant_id = '%s'", f.database, f.tenant_on);
+    daily_before = test_ch_int(f.ch, "SELECT uniqExactMerge(events) FROM %s.events_daily WHERE "
+                               "tenant_id = '%s'", f.database, f.tenant_on);
+    hourly_before = test_ch_int(f.ch, "SELECT uniqExactMerge(events) FROM %s.events_hourly WHERE "
+                                "tenant_id = '%s'", f.database, f.tenant_on);
     ASSERT_EQ_INT(daily_before, 2 * PER_HOUR);
     ASSERT_EQ_INT(hourly_before, 2 * PER_HOUR);
 
@@ -399,36 +349,39 @@ static void test_reenrich_upgrades_rows_after_the_database_changes(void)
     ASSERT_EQ_INT(rows, PER_HOUR);
     ASSERT_EQ_INT(count_version(&f, f.tenant_on, f.hour1, f.hour2 + 3600, v2), 2 * PER_HOUR);
     ASSERT_EQ_INT(count_version(&f, f.tenant_off, f.hour1, f.hour2 + 3600, 0), 2 * PER_HOUR);
-    ch_line(&f, line, sizeof(line), "SELECT country_code, city, enrichment_version FROM "
-            "%s.events FINAL WHERE tenant_id = '%s' AND ip = '81.2.69.142' GROUP BY "
-            "country_code, city, enrichment_version FORMAT TabSeparated", f.database,
-            f.tenant_on);
+    test_ch_line(f.ch, line, sizeof(line), "SELECT country_code, city, enrichment_version FROM "
+                 "%s.events FINAL WHERE tenant_id = '%s' AND ip = '81.2.69.142' GROUP BY "
+                 "country_code, city, enrichment_version FORMAT TabSeparated", f.database,
+                 f.tenant_on);
     snprintf(resume, sizeof(resume), "GB\tLondon\t%u", (unsigned)v2);
     ASSERT_EQ_STR(line, resume);
-    ch_line(&f, line, sizeof(line), "SELECT country_code, city FROM %s.events FINAL WHERE "
-            "tenant_id = '%s' AND ip = '2001:218::1' LIMIT 1 FORMAT TabSeparated", f.database,
-            f.tenant_on);
+    test_ch_line(f.ch, line, sizeof(line), "SELECT country_code, city FROM %s.events FINAL WHERE "
+                 "tenant_id = '%s' AND ip = '2001:218::1' LIMIT 1 FORMAT TabSeparated", f.database,
+                 f.tenant_on);
     ASSERT_CONTAINS(line, "JP\t");
-    ASSERT_EQ_INT(ch_int(&f, "SELECT count() FROM %s.events FINAL WHERE tenant_id = '%s' AND "
-                         "city != ''", f.database, f.tenant_off), 0);
+    ASSERT_EQ_INT(test_ch_int(f.ch,
+                              "SELECT count() FROM %s.events FINAL WHERE tenant_id = '%s' AND "
+                              "city != ''", f.database, f.tenant_off), 0);
 
     /* Same events, same keys, counted once. */
-    ASSERT_EQ_INT(ch_int(&f, "SELECT uniqExact(id) FROM %s.events WHERE tenant_id = '%s'",
-                         f.database, f.tenant_on), 2 * PER_HOUR);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT count() FROM (SELECT id, uniqExact(ts, ts_ms, tenant_id) "
-                         "AS k FROM %s.events GROUP BY id HAVING k != 1)", f.database), 0);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT uniqExactMerge(events) FROM %s.events_daily WHERE "
-                         "tenant_id = '%s'", f.database, f.tenant_on), daily_before);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT uniqExactMerge(events) FROM %s.events_hourly WHERE "
-                         "tenant_id = '%s'", f.database, f.tenant_on), hourly_before);
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT uniqExact(id) FROM %s.events WHERE tenant_id = '%s'",
+                              f.database, f.tenant_on), 2 * PER_HOUR);
+    ASSERT_EQ_INT(test_ch_int(f.ch,
+                              "SELECT count() FROM (SELECT id, uniqExact(ts, ts_ms, tenant_id) "
+                              "AS k FROM %s.events GROUP BY id HAVING k != 1)", f.database), 0);
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT uniqExactMerge(events) FROM %s.events_daily WHERE "
+                              "tenant_id = '%s'", f.database, f.tenant_on), daily_before);
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT uniqExactMerge(events) FROM %s.events_hourly WHERE "
+                              "tenant_id = '%s'", f.database, f.tenant_on), hourly_before);
 
     /* Again: nothing to do, nothing written. */
-    raw_before = ch_int(&f, "SELECT count() FROM %s.events", f.database);
+    raw_before = test_ch_int(f.ch, "SELECT count() FROM %s.events", f.database);
     ASSERT_EQ_INT(run_job(&f, ctx, "", 0, &rows, cp, &has_cp), SCHED_DONE);
     ASSERT_EQ_INT(rows, 0);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT count() FROM %s.events", f.database), raw_before);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT count() FROM system.tables WHERE database = '%s' AND name "
-                         "LIKE '_sluice_reenrich_%%'", f.database), 0);
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT count() FROM %s.events", f.database), raw_before);
+    ASSERT_EQ_INT(test_ch_int(f.ch,
+                              "SELECT count() FROM system.tables WHERE database = '%s' AND name "
+                              "LIKE '_sluice_reenrich_%%'", f.database), 0);
 
     job_destroy(ctx, settings);
     fixture_fini(&f);
@@ -496,8 +449,8 @@ static void test_reenrich_refuses_broken_data(void)
     ASSERT_CONTAINS(g_last_error, "does not load");
     ASSERT_EQ_INT(rows, 0);
     ASSERT_EQ_INT(count_version(&f, f.tenant_on, f.hour1, f.hour2 + 3600, v1), 2 * PER_HOUR);
-    ASSERT_EQ_INT(ch_int(&f, "SELECT count() FROM %s.events FINAL WHERE city = 'London'",
-                         f.database), 2 * PER_HOUR / 3);
+    ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT count() FROM %s.events FINAL WHERE city = 'London'",
+                              f.database), 2 * PER_HOUR / 3);
     job_destroy(ctx, settings);
     fixture_fini(&f);
 }
