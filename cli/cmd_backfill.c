@@ -3,7 +3,9 @@
  * backfill runner; --dry-run instead computes each chunk's numbers in ClickHouse and writes
  * nothing), watch jobs with a progress bar, rows/s and ETA, and pause, resume or cancel
  * them. The CLI never runs chunks itself; pause and cancel of a running job take effect at
- * its next chunk boundary. Kinds, planning and chunks are workers/backfill/'s.
+ * its next chunk boundary. Kinds, planning and chunks are workers/backfill/'s. A dry run of
+ * the enrichment kind counts against the enrichment data of the CLI's own settings
+ * (SLUICE_GEOIP_DB, SLUICE_UA_REGEXES, ..., as `sluice enrich`), loaded for that kind only.
  */
 #include <poll.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include "alloc.h"
 #include "backfill.h"
 #include "cli.h"
+#include "enrich.h"
 #include "store_backfill.h"
 #include "timefmt.h"
 
@@ -24,10 +27,13 @@ static const char usage[] =
     "       sluice backfill status [ID] [--watch [--interval S]]\n"
     "       sluice backfill pause|resume|cancel ID\n"
     "Kinds: sessions, hourly, daily (daily uses the hourly rollup on days whose raw events\n"
-    "are gone). DATE is YYYY-MM-DD or an RFC 3339 time; a date in --to includes that day.\n"
-    "Chunks default to 1d (sessions and daily work in whole days). start prints the new\n"
+    "are gone), enrichment (rewrites raw events enriched with data older than the current\n"
+    "SLUICE_GEOIP_DB, SLUICE_UA_REGEXES, ...). DATE is YYYY-MM-DD or an RFC 3339 time; a\n"
+    "date in --to includes that day. Chunks default to 1d (sessions and daily work in\n"
+    "whole days; hourly and enrichment also take 1h). start prints the new\n"
     "job's id; the scheduler's backfill job runs it. --dry-run prints what each chunk would\n"
-    "write and records nothing. status shows every job (or ID) with progress, chunks,\n"
+    "write and records nothing (for enrichment: the events it would rewrite, by this\n"
+    "command's enrichment settings). status shows every job (or ID) with progress, chunks,\n"
     "rows/s and ETA; --watch refreshes until they end. pause and cancel act on a running job\n"
     "at its next chunk; resume continues a paused job or retries a failed one from its\n"
     "failed chunk. All commands take --json.\n";
@@ -130,7 +136,7 @@ static void print_job(struct cli_ctx *ctx, const struct sl_backfill_job *j)
     bar[BAR_WIDTH] = '\0';
     snprintf(chunks, sizeof(chunks), "%lld/%lld", (long long)j->chunks_done,
              (long long)j->chunks_total);
-    fprintf(ctx->out, "%-4lld %-9s %-20s %-23s %-18s [%s] %5.1f%% %-11s %-9s %s\n",
+    fprintf(ctx->out, "%-4lld %-10s %-20s %-23s %-18s [%s] %5.1f%% %-11s %-9s %s\n",
             (long long)j->id, j->kind, j->tenant_id[0] != '\0' ? j->tenant_id : "(all)",
             range_text(j, range, sizeof(range)), state_text(j, state, sizeof(state)), bar,
             p.fraction * 100.0, chunks, rate_text(p.rows_per_s, rate, sizeof(rate)),
@@ -143,7 +149,7 @@ static void print_job(struct cli_ctx *ctx, const struct sl_backfill_job *j)
 
 static void print_header(struct cli_ctx *ctx)
 {
-    fprintf(ctx->out, "%-4s %-9s %-20s %-23s %-18s %-*s %6s %-11s %-9s %s\n", "ID", "KIND",
+    fprintf(ctx->out, "%-4s %-10s %-20s %-23s %-18s %-*s %6s %-11s %-9s %s\n", "ID", "KIND",
             "TENANT", "RANGE", "STATE", BAR_WIDTH + 2, "PROGRESS", "", "CHUNKS", "ROWS/S",
             "ETA");
 }
@@ -151,6 +157,31 @@ static void print_header(struct cli_ctx *ctx)
 static int parse_id(struct cli_ctx *ctx, const char *text, int64_t *id)
 {
     return cli_parse_int(ctx, "backfill", "ID", text, 1, INT64_MAX, id);
+}
+
+static bool is_set(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+/*
+ * The enrichment data of the CLI's settings in *out (returns new; NULL when none of the
+ * data settings is set, so the chunk names them). Only for kinds that need it: creating
+ * one compiles uap-core's rules.
+ */
+static int dry_run_enrich(struct cli_ctx *ctx, const struct backfill_kind *k,
+                          struct enrich **out, struct sl_err *err)
+{
+    const struct enrich_settings *s = ctx->enrich_settings;
+    const struct enrich_paths *p = ctx->enrich_paths;
+
+    *out = NULL;
+    if (!backfill_kind_needs_enrich(k) || s == NULL || p == NULL ||
+        (!is_set(p->geoip_db) && !is_set(p->ua_regexes) && !is_set(s->asn_db) &&
+         !is_set(s->crawler_patterns))) {
+        return 0;
+    }
+    return enrich_create(s, p->geoip_db, p->ua_regexes, ctx->now_s, out, err);
 }
 
 /* Prints the dry run of every chunk: what it would read and write. */
@@ -161,19 +192,19 @@ static int dry_run(struct cli_ctx *ctx, const struct backfill_kind *k, const cha
     const char *database = ctx->ch_settings->database;
     json_t *arr = ctx->is_json ? json_array() : NULL;
     struct sl_ch *ch = NULL;
+    struct enrich *e = NULL;
     struct sl_err err;
     int64_t total_read = 0, total_written = 0;
     int rc;
 
     sl_err_clear(&err);
-    if (sl_ch_create(&ch, ctx->ch_settings, &err) != 0) {
+    if (sl_ch_create(&ch, ctx->ch_settings, &err) != 0 ||
+        dry_run_enrich(ctx, k, &e, &err) != 0) {
+        sl_ch_destroy(ch);
         json_decref(arr);
         return cli_fail(ctx, &err);
     }
-    if (!ctx->is_json) {
-        fprintf(ctx->out, "%-22s %-8s %12s %12s %12s\n", "CHUNK", "SOURCE", "READ", "WRITE",
-                "NOW");
-    }
+    opts.enrich = e;
     for (int64_t a = from_s; a < to_s; a += chunk_s) {
         struct backfill_chunk_result res;
         char t[32];
@@ -181,9 +212,15 @@ static int dry_run(struct cli_ctx *ctx, const struct backfill_kind *k, const cha
         rc = backfill_chunk_run(ch, database != NULL ? database : "", k, tenant_id, a,
                                 a + chunk_s, &opts, &res, &err);
         if (rc != 0) {
+            enrich_destroy(e);
             sl_ch_destroy(ch);
             json_decref(arr);
             return cli_fail(ctx, &err);
+        }
+        if (a == from_s && !ctx->is_json) {
+            /* After the first chunk, so a chunk that cannot run prints only its error. */
+            fprintf(ctx->out, "%-22s %-8s %12s %12s %12s\n", "CHUNK", "SOURCE", "READ",
+                    "WRITE", "NOW");
         }
         total_read += res.rows_read;
         total_written += res.is_kept ? res.rows_before : res.rows_written;
@@ -204,6 +241,7 @@ static int dry_run(struct cli_ctx *ctx, const struct backfill_kind *k, const cha
                                                               "from)" : "");
         }
     }
+    enrich_destroy(e);
     sl_ch_destroy(ch);
     if (arr != NULL) {
         cli_print_json(ctx, arr);
@@ -246,8 +284,8 @@ static int backfill_start(struct cli_ctx *ctx, int argc, char **argv)
     }
     k = backfill_kind_find(flags[0].value);
     if (k == NULL) {
-        return cli_usage_error(ctx, "backfill", "unknown kind '%s' (sessions, hourly, daily)",
-                               flags[0].value);
+        return cli_usage_error(ctx, "backfill", "unknown kind '%s' (sessions, hourly, daily, "
+                               "enrichment)", flags[0].value);
     }
     if (flags[1].is_set == flags[2].is_set) {
         return cli_usage_error(ctx, "backfill", "give either --tenant T or --all-tenants");

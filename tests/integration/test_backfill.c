@@ -10,6 +10,14 @@
  * finished range changes nothing; a dry run writes nothing; readers running during chunks
  * never see a slice empty or doubled, while a writer keeps loading the same day for
  * another tenant, whose rows the catch-up keeps exact.
+ *
+ * The enrichment kind: never-enriched events of two tenants with public addresses of
+ * MaxMind's test city database (../shared/testdata/geoip) and a browser's user agent
+ * (uap-core's regexes.yaml from SLUICE_TEST_UAP_CORE_DIR) are re-enriched chunk by chunk:
+ * country, city, browser and the current enrichment_version where they land, event counts
+ * unchanged, the other tenant untouched, a re-run and a dry run writing nothing, and no data
+ * (or data that does not load) refused with a clear error, also through the scheduler's
+ * runner, which fails the job and completes it after `resume`.
  */
 #include <poll.h>
 #include <pthread.h>
@@ -21,8 +29,11 @@
 #include "backfill.h"
 #include "ch.h"
 #include "daemon.h"
+#include "enrich.h"
 #include "schema.h"
+#include "store.h"
 #include "test.h"
+#include "worker.h"
 
 #define DAY1 INT64_C(1795478400) /* 2026-11-24T00:00:00Z */
 #define DAY2 (DAY1 + 86400)
@@ -285,14 +296,14 @@ static void expect_differ(const char *what, char *got, char *other)
     sl_free(other);
 }
 
-/* Backfills kind for tenant ("" = all) over [from_s, to_s) chunk by chunk; sums results. */
-static void backfill(struct fixture *f, const char *kind, const char *tenant, int64_t from_s,
-                     int64_t to_s, int64_t chunk_s, bool is_dry_run,
-                     struct backfill_chunk_result *total)
+/* As backfill below, with the enrichment data e (borrowed; may be NULL). */
+static void backfill_with(struct fixture *f, const char *kind, const char *tenant,
+                          int64_t from_s, int64_t to_s, int64_t chunk_s, bool is_dry_run,
+                          struct enrich *e, struct backfill_chunk_result *total)
 {
     const struct backfill_kind *k = backfill_kind_find(kind);
     struct backfill_chunk_opts opts = {.tag = "t", .catchup_margin_s = 600,
-                                       .is_dry_run = is_dry_run};
+                                       .is_dry_run = is_dry_run, .enrich = e};
     struct sl_err err;
 
     ASSERT_TRUE(k != NULL);
@@ -309,6 +320,14 @@ static void backfill(struct fixture *f, const char *kind, const char *tenant, in
         snprintf(total->source, sizeof(total->source), "%s", res.source);
         total->is_kept = total->is_kept || res.is_kept;
     }
+}
+
+/* Backfills kind for tenant ("" = all) over [from_s, to_s) chunk by chunk; sums results. */
+static void backfill(struct fixture *f, const char *kind, const char *tenant, int64_t from_s,
+                     int64_t to_s, int64_t chunk_s, bool is_dry_run,
+                     struct backfill_chunk_result *total)
+{
+    backfill_with(f, kind, tenant, from_s, to_s, chunk_s, is_dry_run, NULL, total);
 }
 
 /* Two tenants over two days, a third of the events delivered twice. */
@@ -624,6 +643,309 @@ static void test_backfill_concurrent_reads_and_live_writes(void)
     fixture_close(&f);
 }
 
+/* ---- the enrichment kind ------------------------------------------------------------- */
+
+#define CHROME_UA "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like " \
+                  "Gecko) Chrome/120.0.0.0 Safari/537.36"
+
+/*
+ * Inserts n never-enriched events (enrichment_version 0, empty enrichment columns) for
+ * tenant over [start_s, start_s + span_s) with ids first_id.., loaded two days ago. Their
+ * addresses are in MaxMind's test city database: 81.2.69.142 is London, 89.160.20.112
+ * Linkoping, 2001:218::1 Japan, 216.160.83.56 Milton (WA).
+ */
+static void insert_unenriched(struct fixture *f, const char *tenant, int64_t first_id, int64_t n,
+                              int64_t start_s, int64_t span_s)
+{
+    char sql[4096];
+
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO {db}.events (id, tenant_id, type, ts, ts_ms, session_id, "
+             "anonymous_id, path, ip, user_agent, version) SELECT toUUID(concat("
+             "'00000000-0000-4000-8000-', substring(toString(1000000000000 + n), 2, 12))), "
+             "'%s', 'pageview', toDateTime(%lld + (n * 7919) %% %lld), toUInt16(n %% 1000), "
+             "concat('s', toString(n %% 13)), concat('a', toString(n %% 29)), '/p', "
+             "arrayElement(['81.2.69.142', '89.160.20.112', '2001:218::1', '216.160.83.56'], "
+             "n %% 4 + 1), '" CHROME_UA "', %lld FROM (SELECT number + %lld AS n FROM "
+             "system.numbers LIMIT %lld)",
+             tenant, (long long)start_s, (long long)span_s,
+             (long long)(wall_ms() - INT64_C(2) * 86400 * 1000), (long long)first_id,
+             (long long)n);
+    exec_db(f, sql);
+}
+
+/* The test data's paths: MaxMind's city test database and uap-core's rules (new strings). */
+static char *city_db_path(const char *name)
+{
+    return test_path(getenv("SLUICE_SOURCE_DIR"), name);
+}
+
+/* Enrichment with the city test database `db_name` and uap-core's regexes.yaml. */
+static struct enrich *enrich_open(const char *db_name)
+{
+    struct enrich_settings es = {.asn_db = "", .crawler_patterns = "", .ua_cache_entries = 1000};
+    char *geo = city_db_path(db_name);
+    char *ua = test_path(test_env_require("SLUICE_TEST_UAP_CORE_DIR"), "regexes.yaml");
+    struct enrich *e = NULL;
+    struct sl_err err;
+
+    ASSERT_OK(enrich_create(&es, geo, ua, wall_ms() / 1000, &e, &err), &err);
+    free(geo);
+    free(ua);
+    return e;
+}
+
+/* Events (newest copy per id) of tenant on DAY1 whose enrichment_version is v, as text. */
+static char *count_at_version(struct fixture *f, const char *tenant, uint32_t v)
+{
+    char sql[1024];
+
+    snprintf(sql, sizeof(sql), "SELECT count() FROM (SELECT argMax(enrichment_version, "
+             "version) AS ev FROM {db}.events WHERE tenant_id = '%s' AND ts >= "
+             "toDateTime(1795478400) AND ts < toDateTime(1795564800) GROUP BY id) WHERE ev = %u "
+             "FORMAT TabSeparated", tenant, (unsigned)v);
+    return query_db(f, sql);
+}
+
+static char *text_of(long long v)
+{
+    char buf[32];
+
+    snprintf(buf, sizeof(buf), "%lld\n", v);
+    return sl_strdup(buf);
+}
+
+static void test_backfill_enrichment_rewrites_stale_rows(void)
+{
+    struct fixture f;
+    struct backfill_chunk_result dry, hours, day, again, all, empty;
+    struct enrich *e;
+    uint32_t v;
+    char *parts_before, *b_before, *raw_before;
+    char want[128];
+
+    fixture_open(&f, "enrich");
+    e = enrich_open("../shared/testdata/geoip/GeoIP2-City-Test.mmdb");
+    v = enrich_version_id(e);
+    insert_unenriched(&f, "tn_a", 0, 400, DAY1, 86400);
+    insert_unenriched(&f, "tn_a", 0, 100, DAY1, 86400); /* a quarter delivered twice */
+    insert_unenriched(&f, "tn_b", 100000, 200, DAY1, 86400);
+    expect_same("tn_a not enriched", count_at_version(&f, "tn_a", 0), text_of(400));
+    b_before = query_db(&f, "SELECT count(), sum(cityHash64(toString(id), ts, ts_ms, version, "
+                            "enrichment_version, country_code, city, browser, os)) FROM "
+                            "{db}.events WHERE tenant_id = 'tn_b' FORMAT TabSeparated");
+
+    /* Dry run: the numbers, and not a byte written. */
+    parts_before = query_db(&f, "SELECT table, name, rows FROM system.parts WHERE database = "
+                                "'{db}' AND active ORDER BY table, name FORMAT TabSeparated");
+    backfill_with(&f, "enrichment", "tn_a", DAY1, DAY1 + 86400, 86400, true, e, &dry);
+    expect_same("parts after a dry run", query_db(&f, "SELECT table, name, rows FROM "
+                                                     "system.parts WHERE database = '{db}' AND "
+                                                     "active ORDER BY table, name FORMAT "
+                                                     "TabSeparated"),
+                parts_before);
+    ASSERT_EQ_INT(dry.rows_read, 400);
+    ASSERT_EQ_INT(dry.rows_before, 400);
+    ASSERT_EQ_INT(dry.rows_written, 400);
+    ASSERT_EQ_STR(dry.source, "events");
+
+    /* Three 1h chunks, then the whole day: every event once, in whichever chunk it is. */
+    backfill_with(&f, "enrichment", "tn_a", DAY1, DAY1 + 3 * 3600, 3600, false, e, &hours);
+    ASSERT_TRUE(hours.rows_written > 0 && hours.rows_written < 400);
+    ASSERT_EQ_INT(hours.rows_written, hours.rows_read);
+    backfill_with(&f, "enrichment", "tn_a", DAY1, DAY1 + 86400, 86400, false, e, &day);
+    ASSERT_EQ_INT(day.rows_read, 400);
+    ASSERT_EQ_INT(hours.rows_written + day.rows_written, 400);
+    expect_same("tn_a at the current version", count_at_version(&f, "tn_a", v), text_of(400));
+    snprintf(want, sizeof(want), "GB\tUnited Kingdom\tLondon\tChrome\tWindows\t%u\n", v);
+    expect_same("a London event", query_db(&f, "SELECT DISTINCT country_code, country, city, "
+                                                "browser, os, enrichment_version FROM "
+                                                "{db}.events FINAL WHERE tenant_id = 'tn_a' AND "
+                                                "ip = '81.2.69.142' FORMAT TabSeparated"),
+                sl_strdup(want));
+    expect_same("a Japanese event", query_db(&f, "SELECT DISTINCT country_code FROM "
+                                                  "{db}.events FINAL WHERE tenant_id = 'tn_a' "
+                                                  "AND ip = '2001:218::1' FORMAT TabSeparated"),
+                sl_strdup("JP\n"));
+    /* The same events under the same keys, counted once; the other tenant untouched. */
+    expect_same("tn_a events", query_db(&f, "SELECT uniqExact(id) FROM {db}.events WHERE "
+                                             "tenant_id = 'tn_a' FORMAT TabSeparated"),
+                text_of(400));
+    expect_same("one key per event", query_db(&f, "SELECT count() FROM (SELECT id, "
+                                                   "uniqExact(tenant_id, ts, ts_ms) AS k FROM "
+                                                   "{db}.events GROUP BY id HAVING k != 1) "
+                                                   "FORMAT TabSeparated"),
+                sl_strdup("0\n"));
+    expect_same("tn_a daily rollup", query_db(&f, "SELECT uniqExactMerge(events) FROM "
+                                                   "{db}.events_daily WHERE tenant_id = 'tn_a' "
+                                                   "FORMAT TabSeparated"),
+                text_of(400));
+    expect_same("tn_b untouched", query_db(&f, "SELECT count(), sum(cityHash64(toString(id), "
+                                                "ts, ts_ms, version, enrichment_version, "
+                                                "country_code, city, browser, os)) FROM "
+                                                "{db}.events WHERE tenant_id = 'tn_b' FORMAT "
+                                                "TabSeparated"),
+                b_before);
+
+    /* Again: nothing below the current version, nothing written. */
+    raw_before = query_db(&f, "SELECT count() FROM {db}.events FORMAT TabSeparated");
+    backfill_with(&f, "enrichment", "tn_a", DAY1, DAY1 + 86400, 86400, false, e, &again);
+    ASSERT_EQ_INT(again.rows_read, 400);
+    ASSERT_EQ_INT(again.rows_written, 0);
+    expect_same("rows after a re-run", query_db(&f, "SELECT count() FROM {db}.events FORMAT "
+                                                     "TabSeparated"),
+                raw_before);
+
+    /* Every tenant: only tn_b has work left. */
+    backfill_with(&f, "enrichment", "", DAY1, DAY1 + 86400, 86400, false, e, &all);
+    ASSERT_EQ_INT(all.rows_read, 600);
+    ASSERT_EQ_INT(all.rows_written, 200);
+    expect_same("tn_b at the current version", count_at_version(&f, "tn_b", v), text_of(200));
+    expect_same("no answers tables left", query_db(&f, "SELECT count() FROM system.tables "
+                                                        "WHERE database = '{db}' AND name LIKE "
+                                                        "'%reenrich%' FORMAT TabSeparated"),
+                sl_strdup("0\n"));
+
+    /* A day without events is kept as it is. */
+    backfill_with(&f, "enrichment", "", DAY2, DAY2 + 86400, 86400, false, e, &empty);
+    ASSERT_TRUE(empty.is_kept);
+    ASSERT_EQ_STR(empty.source, "none");
+    ASSERT_EQ_INT(empty.rows_written, 0);
+    enrich_destroy(e);
+    fixture_close(&f);
+}
+
+/* No enrichment data, or data that does not load: refused, nothing written. */
+static void test_backfill_enrichment_refuses_without_data(void)
+{
+    const struct backfill_kind *k = backfill_kind_find("enrichment");
+    struct backfill_chunk_opts opts = {.tag = "t", .now_s = wall_ms() / 1000};
+    struct backfill_chunk_result res;
+    struct fixture f;
+    struct sl_err err;
+    char *parts_before;
+
+    fixture_open(&f, "enrichnodata");
+    insert_unenriched(&f, "tn_a", 0, 50, DAY1, 3600);
+    parts_before = query_db(&f, "SELECT table, name, rows FROM system.parts WHERE database = "
+                                "'{db}' AND active ORDER BY table, name FORMAT TabSeparated");
+    ASSERT_EQ_INT(backfill_chunk_run(f.ch, f.db, k, "tn_a", DAY1, DAY1 + 3600, &opts, &res,
+                                     &err), SL_EINVAL);
+    ASSERT_CONTAINS(err.msg, "SLUICE_GEOIP_DB");
+    ASSERT_CONTAINS(err.msg, "SLUICE_UA_REGEXES");
+    opts.enrich = enrich_open("../shared/testdata/geoip/GeoIP2-City-Test-Invalid-Node-Count.mmdb");
+    ASSERT_EQ_INT(backfill_chunk_run(f.ch, f.db, k, "tn_a", DAY1, DAY1 + 3600, &opts, &res,
+                                     &err), SL_ESTATE);
+    ASSERT_CONTAINS(err.msg, "does not load");
+    enrich_destroy(opts.enrich);
+    expect_same("parts after refusals", query_db(&f, "SELECT table, name, rows FROM "
+                                                      "system.parts WHERE database = '{db}' "
+                                                      "AND active ORDER BY table, name FORMAT "
+                                                      "TabSeparated"),
+                parts_before);
+    fixture_close(&f);
+}
+
+/* The runner: one job with its settings from the environment, run once as the scheduler does. */
+static void run_runner(const struct sl_ch_settings *chs, const char *store_path, char **env)
+{
+    struct sl_store_settings store_settings = {.path = (char *)store_path};
+    struct sched_worker_env wenv = {.store = &store_settings, .ch = chs};
+    void *settings = calloc(1, backfill_worker.settings_size);
+    struct sl_cfg_section sec;
+    struct sl_store *st = NULL;
+    struct sched_run run;
+    atomic_int stop;
+    struct sl_err err;
+    void *ctx = NULL;
+
+    ASSERT_TRUE(settings != NULL);
+    sec = SL_CFG_SECTION("backfill", backfill_worker.opts, backfill_worker.n_opts, settings);
+    ASSERT_OK(sl_cfg_load(&sec, 1, NULL, env, &err), &err);
+    ASSERT_OK(backfill_worker.create(settings, &wenv, &ctx, &err), &err);
+    ASSERT_OK(sl_store_open(&st, store_path, 1000, &err), &err);
+    atomic_init(&stop, 0);
+    memset(&run, 0, sizeof(run));
+    run.job = "backfill";
+    run.run_id = 1;
+    run.kind = "manual";
+    run.now_s = wall_ms() / 1000;
+    run.slot_s = run.now_s;
+    run.store = st;
+    run.checkpoint = "";
+    run._stop = &stop;
+    sl_err_clear(&run.err);
+    if (backfill_worker.run(ctx, &run) != SCHED_DONE) {
+        TEST_FAIL("the backfill runner did not finish: %s", run.err.msg);
+    }
+    sl_store_close(st);
+    backfill_worker.destroy(ctx);
+    sl_cfg_fini(&sec, 1);
+    free(settings);
+}
+
+static void test_backfill_enrichment_runner_fails_then_resumes(void)
+{
+    struct fixture f;
+    struct sl_ch_settings chs;
+    struct sl_store *st = NULL;
+    struct sl_backfill_job job;
+    struct sl_tenant t;
+    struct sl_err err;
+    char *dir = test_tmpdir();
+    char *store_path = test_path(dir, "tenants.db");
+    char *geo = city_db_path("../shared/testdata/geoip/GeoIP2-City-Test.mmdb");
+    char env_geo[1100], env_ua[1100], sql[256];
+    char *no_data[] = {NULL};
+    /* One (ip, user agent) pair per step: the rewrite takes four steps per chunk. */
+    char *with_data[] = {env_geo, env_ua, "SLUICE_JOB_BACKFILL_ENRICH_BATCH_PAIRS=1", NULL};
+    struct enrich *e;
+
+    fixture_open(&f, "enrichrunner");
+    chs = f.settings;
+    chs.database = f.db;
+    snprintf(env_geo, sizeof(env_geo), "SLUICE_GEOIP_DB=%s", geo);
+    snprintf(env_ua, sizeof(env_ua), "SLUICE_UA_REGEXES=%s/regexes.yaml",
+             test_env_require("SLUICE_TEST_UAP_CORE_DIR"));
+    ASSERT_OK(sl_store_open(&st, store_path, 1000, &err), &err);
+    ASSERT_OK(sl_store_tenant_create(st, "acme", "free", wall_ms() / 1000, &t, &err), &err);
+    insert_unenriched(&f, t.id, 0, 120, DAY1, 86400);
+    insert_unenriched(&f, "tn_other", 1000, 30, DAY1, 86400);
+    ASSERT_OK(sl_store_backfill_create(st, "enrichment", t.id, DAY1, DAY1 + 86400, 86400,
+                                       wall_ms() / 1000, &job, &err), &err);
+
+    /* No data configured: the job fails, naming the settings; nothing is written. */
+    run_runner(&chs, store_path, no_data);
+    ASSERT_OK(sl_store_backfill_get(st, job.id, &job, &err), &err);
+    ASSERT_EQ_STR(sl_store_backfill_state_name(job.state), "failed");
+    ASSERT_CONTAINS(job.error, "SLUICE_GEOIP_DB");
+    ASSERT_EQ_INT(job.error_chunk_s, DAY1);
+    expect_same("nothing enriched", count_at_version(&f, t.id, 0), text_of(120));
+
+    /* Configured and resumed: the job completes, its events at the data's version. */
+    ASSERT_OK(sl_store_backfill_resume(st, job.id, wall_ms() / 1000, &job, &err), &err);
+    run_runner(&chs, store_path, with_data);
+    ASSERT_OK(sl_store_backfill_get(st, job.id, &job, &err), &err);
+    ASSERT_EQ_STR(sl_store_backfill_state_name(job.state), "done");
+    ASSERT_EQ_INT(job.rows_read, 120);
+    ASSERT_EQ_INT(job.rows_written, 120);
+    e = enrich_open("../shared/testdata/geoip/GeoIP2-City-Test.mmdb");
+    expect_same("enriched by the runner", count_at_version(&f, t.id, enrich_version_id(e)),
+                text_of(120));
+    enrich_destroy(e);
+    expect_same("the other tenant untouched", count_at_version(&f, "tn_other", 0),
+                text_of(30));
+    snprintf(sql, sizeof(sql), "SELECT DISTINCT city FROM {db}.events FINAL WHERE tenant_id = "
+             "'%s' AND ip = '81.2.69.142' FORMAT TabSeparated", t.id);
+    expect_same("a London event", query_db(&f, sql), sl_strdup("London\n"));
+    sl_store_close(st);
+    test_rmtree(dir);
+    free(dir);
+    free(store_path);
+    free(geo);
+    fixture_close(&f);
+}
+
 int main(int argc, char **argv)
 {
     static const struct test_case cases[] = {
@@ -633,6 +955,9 @@ int main(int argc, char **argv)
         TEST_CASE(test_backfill_daily_from_hourly),
         TEST_CASE(test_backfill_rerun_and_dry_run),
         TEST_CASE(test_backfill_concurrent_reads_and_live_writes),
+        TEST_CASE(test_backfill_enrichment_rewrites_stale_rows),
+        TEST_CASE(test_backfill_enrichment_refuses_without_data),
+        TEST_CASE(test_backfill_enrichment_runner_fails_then_resumes),
         {NULL, NULL},
     };
 

@@ -28,6 +28,7 @@
 
 /* The runner, registered in scheduler/registry.c (type in scheduler/worker.h). */
 struct sched_worker;
+struct enrich;
 extern const struct sched_worker backfill_worker;
 
 /* ---- kinds (kinds.c) ---- */
@@ -42,6 +43,9 @@ const struct backfill_kind *backfill_kind_at(size_t i);
 const char *backfill_kind_name(const struct backfill_kind *k);
 /* What it recomputes, one line (for --help). */
 const char *backfill_kind_summary(const struct backfill_kind *k);
+/* Whether its chunks need a struct enrich in backfill_chunk_opts (the enrichment kind):
+ * callers create one only for such kinds, since creating it loads the rule files. */
+bool backfill_kind_needs_enrich(const struct backfill_kind *k);
 /* SL_EINVAL (err says which sizes work) when the kind cannot use chunks of chunk_s. */
 int backfill_kind_check_chunk(const struct backfill_kind *k, int64_t chunk_s,
                               struct sl_err *err);
@@ -82,12 +86,20 @@ struct backfill_chunk_opts {
                                  and scheduler clocks may differ) */
     int64_t now_s;            /* wall clock when the chunk starts */
     bool is_dry_run;          /* compute the numbers, write nothing */
+    struct enrich *enrich;    /* borrowed: the enrichment data the enrichment kind applies;
+                                 NULL when the process has none configured (that kind's
+                                 chunks then fail naming the settings to set). Other kinds
+                                 ignore it */
+    int64_t enrich_batch_pairs; /* the enrichment kind: distinct (ip, user agent) pairs per
+                                   rewrite step (enrich_rewrite_range); 0: its default */
 };
 
 struct backfill_chunk_result {
-    int64_t rows_read;    /* source rows in the slice (raw events, or hourly rows) */
-    int64_t rows_written; /* rows the recomputation wrote (or would write) for the slice */
-    int64_t rows_before;  /* rows the slice held before */
+    int64_t rows_read;    /* source rows in the slice (raw events, or hourly rows; for the
+                             enrichment kind, events counted once each) */
+    int64_t rows_written; /* rows the recomputation wrote (or would write) for the slice;
+                             for the enrichment kind, events rewritten (or to rewrite) */
+    int64_t rows_before;  /* rows the slice held before (enrichment: its events) */
     char source[16];      /* "events", "hourly", or "none" when there was nothing to read */
     bool is_kept;         /* no source rows: the slice was left as it was */
 };
@@ -100,6 +112,12 @@ struct backfill_chunk_result {
  * sl_ch_query (the ClickHouse error in err) or SL_ESTATE when verification disagreed; the
  * slice then holds either the old rows or the recomputed ones, never a mix that reads
  * wrong, and running the chunk again completes it.
+ *
+ * The enrichment kind instead rewrites, in `events` itself, the events of the slice whose
+ * newest copy has an enrichment_version below enrich_version_id(opts->enrich)
+ * (kind_enrichment.c) and verifies that none is left. It fails with SL_EINVAL when
+ * opts->enrich is NULL and SL_ESTATE when a configured data file does not load (rewriting
+ * would blank its columns), before writing anything.
  */
 int backfill_chunk_run(struct sl_ch *ch, const char *database, const struct backfill_kind *k,
                        const char *tenant_id, int64_t from_s, int64_t to_s,

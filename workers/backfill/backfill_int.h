@@ -23,10 +23,10 @@ typedef int (*backfill_chunk_cb)(const struct backfill_slice *s,
                                  struct backfill_chunk_result *out, struct sl_err *err);
 
 /*
- * A kind. The three built-in kinds share one chunk function (backfill_replace_chunk, which
+ * A kind. The three rollup kinds share one chunk function (backfill_replace_chunk, which
  * verifies inside), driven by the SQL pieces below; a kind that works another way (the
- * enrichment kind rewriting raw rows) brings its own chunk function and leaves the SQL
- * pieces NULL.
+ * enrichment kind rewriting raw rows, backfill_enrich_chunk) brings its own chunk function
+ * and leaves the SQL pieces NULL.
  *
  * Templates: "{db}" is the quoted database, "{where}" the slice's filter on the source.
  */
@@ -35,6 +35,7 @@ struct backfill_kind {
     const char *summary;
     int64_t min_chunk_s;       /* BACKFILL_HOUR_S or BACKFILL_DAY_S; chunks never cross days */
     backfill_chunk_cb chunk;
+    bool needs_enrich;         /* chunks use opts->enrich (backfill_kind_needs_enrich) */
     /* For backfill_replace_chunk: */
     const char *table;         /* target table */
     const char *time_col;      /* its time column */
@@ -47,8 +48,12 @@ struct backfill_kind {
                                   (tenants whose raw events were compressed away) */
 };
 
-/* The chunk function of the built-in kinds (replace.c). */
+/* The chunk function of the rollup kinds (replace.c). */
 int backfill_replace_chunk(const struct backfill_slice *s, struct backfill_chunk_result *out,
                            struct sl_err *err);
+
+/* The enrichment kind's chunk function (kind_enrichment.c): rewrite, then verify. */
+int backfill_enrich_chunk(const struct backfill_slice *s, struct backfill_chunk_result *out,
+                          struct sl_err *err);
 
 #endif

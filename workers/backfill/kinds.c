@@ -10,10 +10,9 @@
  * max, argMin/argMax, uniq, uniqExact), so recomputing from raw rows that still hold
  * redelivered duplicates gives what the views gave.
  *
- * The enrichment kind (re-enrich rows in a range) is one descriptor away: a
- * `struct backfill_kind` with min_chunk_s and a chunk function that calls the enrichment
- * library's range rewrite and checks its result, then one line below. It is left to the
- * change that brings that function.
+ * The enrichment kind (re-enrich raw rows in a range) has no SQL pieces: its own chunk
+ * function (kind_enrichment.c) calls the enrichment library's range rewrite and verifies
+ * its result, with the struct enrich the caller passes in backfill_chunk_opts.
  */
 #include "backfill_int.h"
 
@@ -97,10 +96,20 @@ static const struct backfill_kind kind_daily = {
                    "FROM {db}.events_hourly WHERE {where} GROUP BY tenant_id, day, " DIMS,
 };
 
+static const struct backfill_kind kind_enrichment = {
+    .name = "enrichment",
+    .summary = "re-enriches raw events whose enrichment_version is older than the current "
+               "GeoIP/user-agent data",
+    .min_chunk_s = BACKFILL_HOUR_S,
+    .chunk = backfill_enrich_chunk,
+    .needs_enrich = true,
+};
+
 static const struct backfill_kind *const kinds[] = {
     &kind_sessions,
     &kind_hourly,
     &kind_daily,
+    &kind_enrichment,
 };
 
 #define N_KINDS (sizeof(kinds) / sizeof(kinds[0]))
@@ -133,6 +142,11 @@ const char *backfill_kind_name(const struct backfill_kind *k)
 const char *backfill_kind_summary(const struct backfill_kind *k)
 {
     return k->summary;
+}
+
+bool backfill_kind_needs_enrich(const struct backfill_kind *k)
+{
+    return k->needs_enrich;
 }
 
 int backfill_kind_check_chunk(const struct backfill_kind *k, int64_t chunk_s,

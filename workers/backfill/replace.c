@@ -393,13 +393,6 @@ static int chunk_prepare(struct chunk *c)
                               "and _", tag);
         }
     }
-    if (s->to_s <= s->from_s || s->from_s % c->k->min_chunk_s != 0 ||
-        s->to_s - s->from_s > BACKFILL_DAY_S ||
-        (s->to_s - 1) / BACKFILL_DAY_S != s->from_s / BACKFILL_DAY_S) {
-        return sl_err_set(c->err, SL_EINVAL, "chunk %lld..%lld of kind %s is not aligned "
-                          "inside one UTC day", (long long)s->from_s, (long long)s->to_s,
-                          c->k->name);
-    }
     sl_timefmt_iso(s->from_s, iso);
     snprintf(c->from_date, sizeof(c->from_date), "%.10s", iso);
     snprintf(c->partition, sizeof(c->partition), "%.4s%.2s%.2s", iso, iso + 5, iso + 8);
@@ -494,6 +487,12 @@ int backfill_chunk_run(struct sl_ch *ch, const char *database, const struct back
     sl_err_clear(err);
     if (database == NULL || database[0] == '\0') {
         return sl_err_set(err, SL_EINVAL, "the ClickHouse database name is empty");
+    }
+    /* Every kind works inside one UTC day (a partition) on its chunk grid. */
+    if (to_s <= from_s || from_s % k->min_chunk_s != 0 || to_s - from_s > BACKFILL_DAY_S ||
+        (to_s - 1) / BACKFILL_DAY_S != from_s / BACKFILL_DAY_S) {
+        return sl_err_set(err, SL_EINVAL, "chunk %lld..%lld of kind %s is not aligned "
+                          "inside one UTC day", (long long)from_s, (long long)to_s, k->name);
     }
     return k->chunk(&s, out, err);
 }

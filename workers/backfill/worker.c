@@ -12,6 +12,12 @@
  * last checkpoint; whichever scheduler leads next claims them and carries on from there.
  * A chunk that fails marks its job failed with the chunk and ClickHouse's error; the job
  * waits for `sluice backfill resume`, which retries that chunk.
+ *
+ * The enrichment kind applies the enrichment data the runner's settings name (the same
+ * SLUICE_GEOIP_DB, SLUICE_UA_REGEXES, ... as the scheduled enrichment job, declared by both
+ * tables and set once). The runner creates that struct enrich the first time it runs such a
+ * chunk, since creating it compiles uap-core's rules, and keeps it until destroy; with none
+ * of those settings set it creates none, and the chunks fail naming them.
  */
 #include <poll.h>
 #include <stdio.h>
@@ -21,21 +27,27 @@
 
 #include "alloc.h"
 #include "backfill_int.h"
+#include "enrich.h"
 #include "log.h"
+#include "reenrich.h"
 #include "worker.h"
 
 #define COMPONENT "backfill"
 #define SLEEP_SLICE_MS 50
 
 struct backfill_settings {
-    int64_t concurrency;      /* SLUICE_JOB_BACKFILL_CONCURRENCY */
-    int64_t max_rows_per_s;   /* SLUICE_JOB_BACKFILL_MAX_ROWS_PER_S */
-    int64_t catchup_margin_s; /* SLUICE_JOB_BACKFILL_CATCHUP_MARGIN_S */
+    int64_t concurrency;         /* SLUICE_JOB_BACKFILL_CONCURRENCY */
+    int64_t max_rows_per_s;      /* SLUICE_JOB_BACKFILL_MAX_ROWS_PER_S */
+    int64_t catchup_margin_s;    /* SLUICE_JOB_BACKFILL_CATCHUP_MARGIN_S */
+    int64_t enrich_batch_pairs;  /* SLUICE_JOB_BACKFILL_ENRICH_BATCH_PAIRS */
+    struct enrich_config enrich; /* SLUICE_GEOIP_DB, SLUICE_UA_REGEXES, ... (keys shared with
+                                    the enrichment job) */
 };
 
 struct runner {
-    struct backfill_settings settings;
-    const struct sl_ch_settings *ch; /* borrowed from the scheduler */
+    struct backfill_settings settings; /* its strings borrowed from the scheduler's copy */
+    const struct sl_ch_settings *ch;   /* borrowed from the scheduler */
+    struct enrich *enrich;             /* owned; created by the first enrichment chunk */
     char owner[SL_STORE_OWNER_MAX];
 };
 
@@ -53,6 +65,14 @@ static const struct sl_cfg_opt backfill_opts[] = {
      .max = 86400, .offset = offsetof(struct backfill_settings, catchup_margin_s),
      .desc = "How far before a chunk's snapshot it re-reads rows the loader wrote meanwhile "
              "(covers clock differences between loader and scheduler hosts)."},
+    {.key = "SLUICE_JOB_BACKFILL_ENRICH_BATCH_PAIRS", .type = SL_CFG_INT, .def = "50000",
+     .min = 1, .max = ENRICH_REWRITE_MAX_BATCH_PAIRS,
+     .offset = offsetof(struct backfill_settings, enrich_batch_pairs),
+     .desc = "Distinct (IP, user agent) pairs an enrichment backfill looks up and rewrites per "
+             "step; each step reads the chunk's events once, so raise it for chunks with many "
+             "pairs."},
+    /* The enrichment kind's data: the same keys as the enrichment job's, set once. */
+    ENRICH_CONFIG_OPTS(offsetof(struct backfill_settings, enrich)),
 };
 
 static int runner_create(const void *settings, const struct sched_worker_env *env,
@@ -76,7 +96,55 @@ static int runner_create(const void *settings, const struct sched_worker_env *en
 
 static void runner_destroy(void *ctx)
 {
-    sl_free(ctx);
+    struct runner *r = ctx;
+
+    if (r == NULL) {
+        return;
+    }
+    enrich_destroy(r->enrich);
+    sl_free(r);
+}
+
+static bool is_set(const char *path)
+{
+    return path != NULL && path[0] != '\0';
+}
+
+/*
+ * The enrichment data for an enrichment chunk in *out (borrowed from the runner, or NULL
+ * when no data setting is set: the chunk then fails naming them). Created on first use and
+ * reloaded when SLUICE_GEOIP_RELOAD_S has passed, as the loader does. Fails only when out
+ * of memory.
+ */
+static int runner_enrich(struct runner *r, int64_t now_s, struct enrich **out,
+                         const struct sl_log_ctx *log_ctx, struct sl_err *err)
+{
+    const struct enrich_config *c = &r->settings.enrich;
+    struct sl_err why;
+
+    *out = NULL;
+    if (!is_set(c->paths.geoip_db) && !is_set(c->paths.ua_regexes) &&
+        !is_set(c->settings.asn_db) && !is_set(c->settings.crawler_patterns)) {
+        return 0;
+    }
+    if (r->enrich == NULL) {
+        /* Broken files do not fail this; the chunk refuses to rewrite with them. */
+        int rc = enrich_create(&c->settings, c->paths.geoip_db, c->paths.ua_regexes, now_s,
+                               &r->enrich, err);
+
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    else {
+        sl_err_clear(&why);
+        if (enrich_reload(r->enrich, now_s, false, &why) != 0) {
+            sl_log_warn_ctx(COMPONENT, log_ctx, "enrichment data not reloaded, the previous "
+                            "version serves: %s", why.msg);
+        }
+    }
+    *out = r->enrich;
+    return 0;
 }
 
 static int64_t wall_s(void)
@@ -117,7 +185,8 @@ static enum step run_chunk(struct runner *r, struct sched_run *run, struct sl_ch
                                        .tenant_id = job->tenant_id[0] != '\0' ? job->tenant_id
                                                                               : NULL};
     const struct backfill_kind *k = backfill_kind_find(job->kind);
-    struct backfill_chunk_opts opts = {.catchup_margin_s = r->settings.catchup_margin_s};
+    struct backfill_chunk_opts opts = {.catchup_margin_s = r->settings.catchup_margin_s,
+                                       .enrich_batch_pairs = r->settings.enrich_batch_pairs};
     struct backfill_chunk_result res;
     struct sl_backfill_chunk cp;
     struct sl_err err;
@@ -139,8 +208,12 @@ static enum step run_chunk(struct runner *r, struct sched_run *run, struct sl_ch
     opts.tag = tag;
     opts.now_s = wall_s();
     start_ms = sched_run_clock_ms();
-    rc = backfill_chunk_run(ch, r->ch->database, k, job->tenant_id, from_s, to_s, &opts, &res,
-                            &err);
+    rc = backfill_kind_needs_enrich(k) ? runner_enrich(r, opts.now_s, &opts.enrich, &log_ctx,
+                                                       &err)
+                                       : 0;
+    rc = rc != 0 ? rc
+                 : backfill_chunk_run(ch, r->ch->database, k, job->tenant_id, from_s, to_s,
+                                      &opts, &res, &err);
     if (rc != 0) {
         /* Failed, not retry: the client already retried what is transient, and an operator
          * should see a chunk that fails (ClickHouse down, a bad slice) before it runs

@@ -1,7 +1,8 @@
 /*
  * Tests workers/backfill/plan.c and the kind registry: chunk sizes, ranges as operators
  * type them (dates inclusive in --to, RFC 3339 times rounded out to chunks), the next chunk
- * after a cursor, progress, rows/s and ETA, and which kinds take which chunks.
+ * after a cursor, progress, rows/s and ETA, and which kinds take which chunks (and which
+ * need enrichment data).
  */
 #include "backfill.h"
 #include "test.h"
@@ -110,8 +111,10 @@ static void test_backfill_kinds(void)
 {
     struct sl_err err;
 
-    ASSERT_EQ_INT(backfill_kind_count(), 3);
-    ASSERT_TRUE(backfill_kind_find("enrichment") == NULL);
+    ASSERT_EQ_INT(backfill_kind_count(), 4);
+    ASSERT_EQ_STR(backfill_kind_name(backfill_kind_at(3)), "enrichment");
+    ASSERT_TRUE(backfill_kind_at(4) == NULL);
+    ASSERT_TRUE(backfill_kind_find("geoip") == NULL);
     ASSERT_TRUE(backfill_kind_find(NULL) == NULL);
     for (size_t i = 0; i < backfill_kind_count(); i++) {
         const struct backfill_kind *k = backfill_kind_at(i);
@@ -127,6 +130,12 @@ static void test_backfill_kinds(void)
     ASSERT_CONTAINS(err.msg, "--chunk 1d");
     ASSERT_EQ_INT(backfill_kind_check_chunk(backfill_kind_find("daily"), 3600, &err),
                   SL_EINVAL);
+    /* Only the enrichment kind needs enrichment data (callers load it for that kind only). */
+    ASSERT_OK(backfill_kind_check_chunk(backfill_kind_find("enrichment"), 3600, &err), &err);
+    ASSERT_TRUE(backfill_kind_needs_enrich(backfill_kind_find("enrichment")));
+    ASSERT_TRUE(!backfill_kind_needs_enrich(backfill_kind_find("hourly")));
+    ASSERT_TRUE(!backfill_kind_needs_enrich(backfill_kind_find("sessions")));
+    ASSERT_TRUE(!backfill_kind_needs_enrich(backfill_kind_find("daily")));
 }
 
 /* A chunk that is not inside one day, or a bad staging tag, is refused before any I/O. */
@@ -149,6 +158,14 @@ static void test_backfill_chunk_refuses_bad_slices(void)
     opts.tag = "t";
     ASSERT_EQ_INT(backfill_chunk_run(NULL, "", hourly, "tn_a", DAY1, DAY1 + 3600, &opts, &res,
                                      &err), SL_EINVAL);
+    /* The enrichment kind's chunks stay on the same grid, and without data refuse before
+     * any I/O (the client here is NULL). */
+    ASSERT_EQ_INT(backfill_chunk_run(NULL, "db", backfill_kind_find("enrichment"), "tn_a",
+                                     DAY1 + 82800, DAY1 + 90000, &opts, &res, &err), SL_EINVAL);
+    ASSERT_CONTAINS(err.msg, "one UTC day");
+    ASSERT_EQ_INT(backfill_chunk_run(NULL, "db", backfill_kind_find("enrichment"), "tn_a", DAY1,
+                                     DAY1 + 3600, &opts, &res, &err), SL_EINVAL);
+    ASSERT_CONTAINS(err.msg, "SLUICE_GEOIP_DB");
 }
 
 int main(int argc, char **argv)
