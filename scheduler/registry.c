@@ -10,11 +10,11 @@
 
 const struct sched_worker *const sched_registry[] = {
     &sched_maintenance_worker,
-    &compress_worker,
-    &notify_worker,
     &retention_worker,
-    &backfill_worker,
+    &compress_worker,
     &enrich_worker,
+    &notify_worker,
+    &backfill_worker,
     /* Test only: registered as a job only with SLUICE_SCHEDULER_TEST_JOBS=1. */
     &sched_testjob_worker,
 };

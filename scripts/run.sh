@@ -57,6 +57,21 @@ export SLUICE_DB=${SLUICE_DB:-$REPO/.stack/sluice.db}
 export SLUICE_SPOOL_DIR=${SLUICE_SPOOL_DIR:-$REPO/.stack/spool}
 export SLUICE_HTTP_ADDR=${SLUICE_HTTP_ADDR:-127.0.0.1:8080}
 export SLUICE_SCHEDULER_HTTP_ADDR=${SLUICE_SCHEDULER_HTTP_ADDR:-127.0.0.1:8081}
+export SLUICE_COLD_DIR=${SLUICE_COLD_DIR:-$REPO/.stack/cold}
+# Enrichment: ua-parser's rules and the crawler list from npm; GeoIP from MaxMind's test
+# database when the shared test data is beside the checkout (a real GeoLite2/DB-IP file
+# can be given with SLUICE_GEOIP_DB).
+while IFS= read -r kv; do
+    name=${kv%%=*}
+    case $name in
+        SLUICE_UA_REGEXES | SLUICE_CRAWLER_PATTERNS)
+            if [ -z "${!name:-}" ]; then export "${kv?}"; fi ;;
+    esac
+done < <(scripts/enrich-data.sh)
+if [ -z "${SLUICE_GEOIP_DB:-}" ] && [ -f "$REPO/../shared/testdata/geoip/GeoIP2-City-Test.mmdb" ]; then
+    SLUICE_GEOIP_DB=$(realpath "$REPO/../shared/testdata/geoip/GeoIP2-City-Test.mmdb")
+    export SLUICE_GEOIP_DB
+fi
 
 "$BIN/sluice" db migrate
 if ! "$BIN/sluice" tenant show demo >/dev/null 2>&1; then
@@ -69,16 +84,25 @@ mkdir -p .stack/logs
 pids+=($!)
 "$BIN/sluice-scheduler" 2>>.stack/logs/scheduler.log &
 pids+=($!)
+# Start-up compiles ua-parser's rules (a few seconds on a slow box): wait up to 60 s each.
 for name in ingest scheduler; do
-    for _ in $(seq 1 50); do
-        grep -q '"msg":"sluice-'"$name"' .* started' ".stack/logs/$name.log" && break
+    started=0
+    for _ in $(seq 1 600); do
+        if grep -q '"msg":"sluice-'"$name"' .* started' ".stack/logs/$name.log"; then
+            started=1
+            break
+        fi
         sleep 0.1
     done
     tail -n 1 ".stack/logs/$name.log"
+    if [ "$started" != 1 ]; then
+        echo "run.sh: sluice-$name did not start within 60 s; see .stack/logs/$name.log" >&2
+        exit 1
+    fi
 done
 
 event_id=$(cat /proc/sys/kernel/random/uuid)
-sample='{"id":"'$event_id'","type":"pageview","name":"home","context":{"url":"https://example.com/","path":"/","title":"Home"},"properties":{"plan":"free"}}'
+sample='{"id":"'$event_id'","type":"pageview","name":"home","context":{"url":"https://example.com/","path":"/","title":"Home","ip":"81.2.69.142","user_agent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"},"properties":{"plan":"free"}}'
 echo
 echo "POST /ingest with a sample event:"
 echo "  $sample"
@@ -87,7 +111,7 @@ answer=$(curl -sS -w ' (HTTP %{http_code})' -H "Authorization: Bearer $key" \
 echo "  -> $answer"
 
 # The loader drains the spool into ClickHouse; wait for the row (bounded) and show it.
-query="SELECT id, tenant_id, type, name, ts, path, url FROM sluice.events WHERE id = toUUID('$event_id') FORMAT Vertical"
+query="SELECT id, tenant_id, type, name, ts, path, url, ip, country_code, city, browser, os, is_bot, enrichment_version FROM sluice.events WHERE id = toUUID('$event_id') FORMAT Vertical"
 row=""
 for _ in $(seq 1 150); do
     row=$(curl -sS --data-binary "$query" "$SLUICE_CLICKHOUSE_URL/" 2>/dev/null || true)

@@ -107,6 +107,10 @@ struct sched {
     size_t n_env;
 };
 
+/* Jobs of the workers (scheduler/registry.c), by their settings prefix. */
+static const char *const product_jobs[] = {"RETENTION", "COMPRESSION", "ENRICHMENT", "NOTIFY",
+                                           "BACKFILL"};
+
 /* Starts a scheduler named id with the fixture's store and extra "K=V" settings. */
 static void sched_start(struct sched *s, const struct fixture *f, const char *id,
                         const char *const *extra)
@@ -125,6 +129,11 @@ static void sched_start(struct sched *s, const struct fixture *f, const char *id
     s->env[s->n_env++] = xasprintf("SLUICE_SCHEDULER_TEST_JOBS=1");
     s->env[s->n_env++] = xasprintf("SLUICE_JOB_TEST_SLEEP_TRACE_FILE=%s", f->trace);
     s->env[s->n_env++] = xasprintf("SLUICE_LOG_LEVEL=info");
+    /* The product's jobs are off: these cases watch the scheduler run test_sleep and
+     * store_maintenance, and count every run in the store. */
+    for (size_t i = 0; i < sizeof(product_jobs) / sizeof(product_jobs[0]); i++) {
+        s->env[s->n_env++] = xasprintf("SLUICE_JOB_%s_ENABLED=false", product_jobs[i]);
+    }
     for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
         ASSERT_TRUE(s->n_env < sizeof(s->env) / sizeof(s->env[0]) - 1);
         s->env[s->n_env++] = xasprintf("%s", extra[i]);
