@@ -140,6 +140,10 @@ static void fixture_open(struct fixture *f, const char *name, bool http, bool sm
     snprintf(url_env, sizeof(url_env), "SLUICE_CLICKHOUSE_URL=%s", url);
     f->ch_sec = SL_CFG_SECTION("clickhouse", sl_ch_cfg_opts, sl_ch_cfg_n_opts, &f->ch_settings);
     ASSERT_OK(sl_cfg_load(&f->ch_sec, 1, NULL, ch_env, &err), &err);
+    /* The test's own client names no database: ClickHouse refuses every request that names
+     * a missing one (Code 81), and a fresh server has no `sluice`. */
+    sl_free(f->ch_settings.database);
+    f->ch_settings.database = NULL;
     ASSERT_OK(sl_ch_create(&f->ch, &f->ch_settings, &err), &err);
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", f->db);
     ASSERT_OK(sl_ch_exec(f->ch, sql, &err), &err);
