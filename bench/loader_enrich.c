@@ -201,7 +201,7 @@ static void make_messages(struct bench *b, const char *uap_dir, size_t n)
 }
 
 static bool enrich_cb(void *user, const char *tenant_id, const char *ip, const char *agent,
-                      struct enrich_result *out)
+                      const json_t *client_hints, struct enrich_result *out)
 {
     (void)tenant_id;
     enrich_lookup(user, ip, agent, NULL, out);

@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "alloc.h"
+#include "hints.h"
 #include "json.h"
 #include "timefmt.h"
 #include "utf8.h"
@@ -510,6 +511,79 @@ static void check_properties(struct ingest_event_run *r, const struct ingest_eve
     }
 }
 
+/*
+ * context.client_hints: User-Agent Client Hints as an object of header names (Sec-CH-UA,
+ * Sec-CH-UA-Platform, ...) or of navigator.userAgentData's names (brands, platform,
+ * platformVersion, mobile, model, fullVersionList). Checked with the enrichment library's
+ * parser, so what the loader later reads is known to parse; at most max_context_bytes
+ * written. null or {} is absent.
+ */
+static void check_client_hints(struct ingest_event_run *r, struct ingest_event_in *in,
+                               json_t *v)
+{
+    struct enrich_hints hints;
+    struct sl_err err;
+    size_t size;
+
+    if (json_is_null(v) || (json_is_object(v) && json_object_size(v) == 0)) {
+        return;
+    }
+    if (!json_is_object(v)) {
+        add_error(r, "context.client_hints", "must be an object, got %s", ingest_event_kind(v));
+        return;
+    }
+    size = json_dumpb(v, NULL, 0, JSON_COMPACT);
+    if (size > (size_t)r->lim->max_context_bytes) {
+        add_error(r, "context.client_hints", "larger than %lld bytes",
+                  (long long)r->lim->max_context_bytes);
+        return;
+    }
+    /* Strings and booleans, or lists of {brand, version} objects of strings: nothing
+     * deeper reaches the normalized event. */
+    {
+        const char *key;
+        json_t *m;
+
+        json_object_foreach(v, key, m) {
+            bool is_ok = json_is_string(m) || json_is_boolean(m);
+
+            if (json_is_array(m)) {
+                size_t i;
+                json_t *item;
+
+                is_ok = true;
+                json_array_foreach(m, i, item) {
+                    const char *k2;
+                    json_t *s2;
+
+                    if (!json_is_object(item)) {
+                        is_ok = false;
+                        break;
+                    }
+                    json_object_foreach(item, k2, s2) {
+                        is_ok = is_ok && json_is_string(s2);
+                    }
+                }
+            }
+            if (!is_ok) {
+                char q[INGEST_EVENT_QUOTE_BUF];
+
+                ingest_event_quote(q, key, strlen(key));
+                add_error(r, "context.client_hints", "'%s' must be a string, a boolean or a "
+                          "list of {\"brand\", \"version\"} objects", q);
+                return;
+            }
+        }
+    }
+    enrich_hints_init(&hints);
+    sl_err_clear(&err);
+    if (enrich_hints_from_json(&hints, v, &err) != 0) {
+        add_error(r, "context.client_hints", "%s", err.msg);
+        return;
+    }
+    in->ctx_hints = v;
+}
+
 static void check_context(struct ingest_event_run *r, struct ingest_event_in *in)
 {
     const json_t *ctx = in->v[INGEST_EVENT_F_CONTEXT];
@@ -528,6 +602,10 @@ static void check_context(struct ingest_event_run *r, struct ingest_event_in *in
         char q[INGEST_EVENT_QUOTE_BUF];
         size_t c;
 
+        if (strcmp(key, "client_hints") == 0) {
+            check_client_hints(r, in, v);
+            continue;
+        }
         for (c = 0; c < INGEST_EVENT_N_CTX_FIELDS; c++) {
             if (strcmp(key, ingest_event_fields_ctx[c].name) == 0) {
                 break;
@@ -549,7 +627,8 @@ static void check_context(struct ingest_event_run *r, struct ingest_event_in *in
             }
             else {
                 add_error(r, field, "unknown field (context has user_agent, ip, url, path, "
-                          "referrer, title, screen, viewport, timezone, language)");
+                          "referrer, title, screen, viewport, timezone, language, "
+                          "client_hints)");
             }
             continue;
         }

@@ -102,6 +102,7 @@ struct ingest_event_in {
     const char *severity;                        /* its canonical name (static); "info" unless
                                                   * a log event says otherwise */
     json_t *ctx_v[INGEST_EVENT_N_CTX_FIELDS];    /* non-empty strings only */
+    json_t *ctx_hints;                           /* context.client_hints: a checked object */
     bool has_ip;
     char ip[INET6_ADDRSTRLEN];
     char assigned_session[INGEST_EVENT_ID_LEN + 1]; /* "" unless ctx->assign_session gave one */

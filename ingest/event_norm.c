@@ -125,6 +125,11 @@ static void write_event(struct ingest_event_run *r, const struct ingest_event_in
             put_opt(b, ingest_event_fields_ctx[c].name, in->ctx_v[c]);
         }
     }
+    if (in->ctx_hints != NULL) {
+        /* Checked to parse and to fit; a few levels deep at most (brand lists). */
+        put_key(b, "client_hints");
+        sl_json_append_value(b, in->ctx_hints, 1, 8);
+    }
     SL_JSON_BUF_LIT(b, "}");
     put_key(b, "flags");
     SL_JSON_BUF_LIT(b, "[");
@@ -200,7 +205,7 @@ size_t ingest_event_norm_max_bytes(const struct ingest_event_limits *lim, const 
 {
     int64_t text = lim->max_name_bytes + 3 * lim->max_ident_bytes + lim->max_source_bytes +
                    lim->max_message_bytes + 3 * lim->max_url_bytes +
-                   (INGEST_EVENT_N_CTX_FIELDS - 3) * lim->max_context_bytes;
+                   (INGEST_EVENT_N_CTX_FIELDS - 2) * lim->max_context_bytes;
 
     return ENVELOPE_BYTES + 6 * (size_t)text + 6 * strlen(tenant_id) +
            (size_t)lim->max_properties_bytes;

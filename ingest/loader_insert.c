@@ -40,10 +40,11 @@ static void mark_dead(struct loader_item *it, enum loader_fate fate, const char 
 
 /* The rows module's enrichment callback: the tenant's policy (cached), then the lookup. */
 static bool enrich_row(void *user, const char *tenant_id, const char *ip, const char *agent,
-                       struct enrich_result *out)
+                       const json_t *client_hints, struct enrich_result *out)
 {
     struct ingest_loader *l = user;
     struct ingest_policy_tenant policy = {.has_enrichment = true};
+    struct enrich_hints hints;
 
     if (l->policy != NULL) {
         struct sl_err e;
@@ -65,8 +66,14 @@ static bool enrich_row(void *user, const char *tenant_id, const char *ip, const 
         sl_metrics_counter_add(l->m_not_enriched, 1);
         return false;
     }
+    /* The edge checked the hints parse; a message from elsewhere that does not is enriched
+     * from its agent alone. */
+    enrich_hints_init(&hints);
+    if (client_hints != NULL && enrich_hints_from_json(&hints, client_hints, NULL) != 0) {
+        enrich_hints_init(&hints);
+    }
     /* Out of memory still fills every column (the agent's maybe "Other"); counted there. */
-    enrich_lookup(l->enrich, ip, agent, NULL, out);
+    enrich_lookup(l->enrich, ip, agent, enrich_hints_is_empty(&hints) ? NULL : &hints, out);
     atomic_fetch_add(&l->n_enriched, 1);
     sl_metrics_counter_add(l->m_enriched, 1);
     return true;

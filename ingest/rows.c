@@ -23,9 +23,9 @@
 #define COLUMNS                                                                            \
     "id, tenant_id, type, name, ts, ts_ms, received_at, session_id, anonymous_id, user_id, " \
     "properties, user_agent, ip, url, path, referrer, title, screen, viewport, timezone, "   \
-    "language, severity, source, message, flags, country_code, country, region, city, "      \
-    "postal, latitude, longitude, accuracy_radius, geo_timezone, asn, as_org, browser, "      \
-    "browser_version, os, os_version, device, device_brand, device_model, is_bot, "           \
+    "language, client_hints, severity, source, message, flags, country_code, country, "      \
+    "region, city, postal, latitude, longitude, accuracy_radius, geo_timezone, asn, as_org, " \
+    "browser, browser_version, os, os_version, device, device_brand, device_model, is_bot, " \
     "bot_reason, enrichment_version, version"
 
 /* The only schema_version of the normalized event this file reads. */
@@ -95,6 +95,8 @@ struct event_row {
     struct text user_id;
     struct text properties;
     struct text ctx[N_CTX_FIELDS];
+    const json_t *client_hints; /* context.client_hints (an object), or NULL */
+    char *hints_text;           /* its compact JSON (owned), or NULL */
     struct text severity;
     struct text source;
     struct text message;
@@ -506,6 +508,20 @@ static int read_texts(const json_t *root, struct event_row *row, struct sl_err *
             return rc;
         }
     }
+    row->client_hints = json_is_object(ctx) ? json_object_get(ctx, "client_hints") : NULL;
+    if (row->client_hints != NULL && json_is_null(row->client_hints)) {
+        row->client_hints = NULL;
+    }
+    if (row->client_hints != NULL && !json_is_object(row->client_hints)) {
+        return sl_err_set(err, SL_EINVAL, "context.client_hints: must be an object or null, "
+                          "got %s", kind(row->client_hints));
+    }
+    if (row->client_hints != NULL) {
+        row->hints_text = json_dumps(row->client_hints, JSON_COMPACT);
+        if (row->hints_text == NULL) {
+            return sl_err_set(err, SL_ENOMEM, "out of memory reading context.client_hints");
+        }
+    }
     row->flags = NULL;
     if (flags != NULL && !json_is_null(flags)) {
         size_t i;
@@ -597,6 +613,9 @@ static int encode_row(struct sl_ch_buf *b, const struct event_row *row,
     for (size_t c = 0; c < N_CTX_FIELDS; c++) {
         rc = rc != 0 ? rc : put_text(b, &row->ctx[c]);
     }
+    rc = rc != 0 ? rc
+                 : sl_ch_rb_string(b, row->hints_text != NULL ? row->hints_text : "",
+                                   row->hints_text != NULL ? strlen(row->hints_text) : 0);
     rc = rc != 0 ? rc : put_text(b, &row->severity);
     rc = rc != 0 ? rc : put_text(b, &row->source);
     rc = rc != 0 ? rc : put_text(b, &row->message);
@@ -650,7 +669,8 @@ int ingest_rows_append_enriched(struct sl_ch_buf *buf, const char *json, size_t 
     }
     if (rc == 0 && enrich != NULL) {
         /* The strings came from jansson (or are ""), so they are NUL-terminated. */
-        has_er = enrich(user, row.tenant_id.s, row.ctx[C_IP].s, row.ctx[C_USER_AGENT].s, &er);
+        has_er = enrich(user, row.tenant_id.s, row.ctx[C_IP].s, row.ctx[C_USER_AGENT].s,
+                        row.client_hints, &er);
     }
     if (rc == 0) {
         /* Every string of the row is in the message, most of them shorter than written;
@@ -678,6 +698,7 @@ int ingest_rows_append_enriched(struct sl_ch_buf *buf, const char *json, size_t 
         }
     }
     free_dump(dump);
+    sl_free(row.hints_text);
     json_decref(root);
     sl_ch_buf_fini(&scratch);
     return rc;

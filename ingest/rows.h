@@ -65,13 +65,15 @@ int ingest_rows_append(struct sl_ch_buf *buf, const char *json, size_t len, int6
 
 /*
  * Fills the enrichment columns of one row from the event's tenant_id, context.ip and
- * context.user_agent (borrowed, NUL-terminated; "" when absent): returns true with *out
+ * context.user_agent (borrowed, NUL-terminated; "" when absent) and context.client_hints
+ * (borrowed: an object, or NULL when absent): returns true with *out
  * filled (every column, and enrichment_version from out->enrichment_version_id), or false
  * to leave the columns empty with enrichment_version 0 (the tenant's tier has enrichment
  * off). Called once per message that passed every check.
  */
 typedef bool (*ingest_rows_enrich_cb)(void *user, const char *tenant_id, const char *ip,
-                                      const char *user_agent, struct enrich_result *out);
+                                      const char *user_agent, const json_t *client_hints,
+                                      struct enrich_result *out);
 
 /*
  * As ingest_rows_append, with the enrichment columns from enrich (may be NULL: none) called

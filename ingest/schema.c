@@ -69,6 +69,7 @@ static const struct column events_columns[] = {
     {"viewport", "String", false},
     {"timezone", "String", false},
     {"language", "String", false},
+    {"client_hints", "String", false},
     {"severity", "String", true},
     {"source", "String", false},
     {"message", "String", false},

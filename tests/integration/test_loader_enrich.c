@@ -244,13 +244,16 @@ static json_t *wait_loading(struct fixture *f)
     }
 }
 
-/* POSTs two events (a person in London on Chrome, Googlebot from Japan) with key. */
+/* POSTs two events (a person in London on Chrome whose client hints say Windows 11,
+ * Googlebot from Japan) with key. */
 static void post_two(struct fixture *f, const char *key)
 {
     char *resp = NULL;
     long status = http(f, "/ingest", key,
                        "{\"events\":[{\"type\":\"pageview\",\"context\":{\"ip\":\"81.2.69.142\","
-                       "\"user_agent\":\"" CHROME_WIN "\",\"path\":\"/a\"}},"
+                       "\"user_agent\":\"" CHROME_WIN "\",\"path\":\"/a\",\"client_hints\":{"
+                       "\"Sec-CH-UA-Platform\":\"\\\"Windows\\\"\","
+                       "\"Sec-CH-UA-Platform-Version\":\"\\\"15.0.0\\\"\"}}},"
                        "{\"type\":\"pageview\",\"context\":{\"ip\":\"2001:218::1\","
                        "\"user_agent\":\"" GOOGLEBOT "\",\"path\":\"/b\"}}]}",
                        &resp);
@@ -304,10 +307,11 @@ static void test_loader_enrich_inline_per_tier(void)
     wait_events(&f, 4);
 
     test_ch_line(f.ch, line, sizeof(line),
-                 "SELECT country_code, city, browser, os, device, is_bot, "
+                 "SELECT country_code, city, browser, os, os_version, device, is_bot, "
                  "enrichment_version FROM %s.events WHERE tenant_id = '%s' AND path = '/a' "
                  "FORMAT TabSeparated", f.database, f.tenant_on);
-    snprintf(want, sizeof(want), "GB\tLondon\tChrome\tWindows\tOther\t0\t%lld", version);
+    /* The agent says Windows NT 10.0; the client hints (platform version 15) refine it. */
+    snprintf(want, sizeof(want), "GB\tLondon\tChrome\tWindows\t11\tOther\t0\t%lld", version);
     ASSERT_EQ_STR(line, want);
     test_ch_line(f.ch, line, sizeof(line),
                  "SELECT country_code, browser, is_bot, bot_reason != '', "

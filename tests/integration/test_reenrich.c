@@ -152,7 +152,7 @@ struct enrich_ctx {
 };
 
 static bool enrich_cb(void *user, const char *tenant_id, const char *ip, const char *agent,
-                      struct enrich_result *out)
+                      const json_t *client_hints, struct enrich_result *out)
 {
     struct enrich_ctx *c = user;
 

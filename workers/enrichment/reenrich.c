@@ -1,7 +1,7 @@
 /*
  * Rewriting a range of stored events with fresh enrichment (see reenrich.h): find the
- * (ip, user_agent) pairs of rows to redo, enrich them here, hand the answers to ClickHouse
- * in a Memory table, and let one INSERT ... SELECT write each event again.
+ * (ip, user_agent, client_hints) keys of rows to redo, enrich them here, hand the answers
+ * to ClickHouse in a Memory table, and let one INSERT ... SELECT write each event again.
  */
 #include "reenrich.h"
 
@@ -132,8 +132,8 @@ static int load_columns(struct rewrite *w, struct sl_err *err)
 }
 
 /*
- * Asks for up to batch_pairs (ip, user_agent) pairs of the newest copies still below the
- * current version, with how many events each has. *out is the JSONEachRow body.
+ * Asks for up to batch_pairs (ip, user_agent, client_hints) keys of the newest copies still
+ * below the current version, with how many events each has. *out is the JSONEachRow body.
  */
 static int find_pairs(struct rewrite *w, int64_t batch_pairs, struct sl_ch_result *out,
                       struct sl_err *err)
@@ -141,16 +141,17 @@ static int find_pairs(struct rewrite *w, int64_t batch_pairs, struct sl_ch_resul
     int rc;
 
     sl_ch_buf_reset(&w->sql);
-    rc = sl_ch_buf_append_str(&w->sql, "SELECT a_ip AS ip, a_ua AS ua, toUInt32(count()) AS n "
-                              "FROM (SELECT argMax(ip, version) AS a_ip, argMax(user_agent, "
-                              "version) AS a_ua, argMax(enrichment_version, version) AS a_ev "
+    rc = sl_ch_buf_append_str(&w->sql, "SELECT a_ip AS ip, a_ua AS ua, a_ch AS ch, "
+                              "toUInt32(count()) AS n FROM (SELECT argMax(ip, version) AS a_ip, "
+                              "argMax(user_agent, version) AS a_ua, argMax(client_hints, "
+                              "version) AS a_ch, argMax(enrichment_version, version) AS a_ev "
                               "FROM ");
     rc = rc != 0 ? rc : sl_ch_quote_table(&w->sql, w->database, "events");
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&w->sql, " WHERE ");
     rc = rc != 0 ? rc : append_range(w);
     rc = rc != 0 ? rc
-                 : sl_ch_buf_appendf(&w->sql, " GROUP BY id HAVING a_ev < %u) GROUP BY a_ip, a_ua "
-                                     "ORDER BY n DESC LIMIT %lld FORMAT JSONEachRow",
+                 : sl_ch_buf_appendf(&w->sql, " GROUP BY id HAVING a_ev < %u) GROUP BY a_ip, a_ua, "
+                                     "a_ch ORDER BY n DESC LIMIT %lld FORMAT JSONEachRow",
                                      (unsigned)w->current, (long long)batch_pairs);
     if (rc != 0) {
         return sql_failed(rc, "pairs", err);
@@ -158,23 +159,44 @@ static int find_pairs(struct rewrite *w, int64_t batch_pairs, struct sl_ch_resul
     return sl_ch_query(w->ch, w->sql.data, out, err);
 }
 
-/* One row of the answers table: k_ip, k_ua, then the enrichment columns in order. */
-static int encode_answer(struct sl_ch_buf *b, const char *ip, size_t ip_len, const char *ua,
-                         size_t ua_len, const struct enrich_result *r)
+/* One row of the answers table: k_ip, k_ua, k_ch, then the enrichment columns in order. */
+static int encode_answer(struct sl_ch_buf *b, const json_t *ip, const json_t *ua,
+                         const json_t *ch, const struct enrich_result *r)
 {
-    int rc = sl_ch_rb_string(b, ip, ip_len);
+    int rc = sl_ch_rb_string(b, json_string_value(ip), json_string_length(ip));
 
-    rc = rc != 0 ? rc : sl_ch_rb_string(b, ua, ua_len);
+    rc = rc != 0 ? rc : sl_ch_rb_string(b, json_string_value(ua), json_string_length(ua));
+    rc = rc != 0 ? rc : sl_ch_rb_string(b, json_string_value(ch), json_string_length(ch));
     return rc != 0 ? rc : enrich_result_put_rowbinary(b, r);
 }
 
-/* FNV-1a over the pair's two strings and their lengths. */
-static uint64_t hash_pair(const json_t *ip, const json_t *ua)
+/* Enriches one (ip, agent, client hints) key; hints that do not parse are left out, as the
+ * loader does. */
+static void enrich_key(struct enrich *e, const json_t *ip, const json_t *ua, const json_t *ch,
+                       struct enrich_result *r)
 {
-    const json_t *parts[2] = {ip, ua};
+    struct enrich_hints hints;
+    json_t *obj = NULL;
+
+    enrich_hints_init(&hints);
+    if (json_string_length(ch) > 0) {
+        obj = json_loadb(json_string_value(ch), json_string_length(ch), 0, NULL);
+        if (!json_is_object(obj) || enrich_hints_from_json(&hints, obj, NULL) != 0) {
+            enrich_hints_init(&hints);
+        }
+        json_decref(obj);
+    }
+    enrich_lookup(e, json_string_value(ip), json_string_value(ua),
+                  enrich_hints_is_empty(&hints) ? NULL : &hints, r);
+}
+
+/* FNV-1a over the key's three strings and their lengths. */
+static uint64_t hash_pair(const json_t *ip, const json_t *ua, const json_t *ch)
+{
+    const json_t *parts[3] = {ip, ua, ch};
     uint64_t h = UINT64_C(14695981039346656037);
 
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         const unsigned char *c = (const unsigned char *)json_string_value(parts[k]);
         size_t len = json_string_length(parts[k]);
 
@@ -187,7 +209,7 @@ static uint64_t hash_pair(const json_t *ip, const json_t *ua)
 }
 
 /*
- * Enriches every pair of body (JSONEachRow lines {"ip","ua","n"}) into w->rows and counts
+ * Enriches every key of body (JSONEachRow lines {"ip","ua","ch","n"}) into w->rows and counts
  * the events they stand for in *n_events. *n_pairs gets the number of pairs, *first_hash a
  * hash of the first pair (a pair that comes back after its step was not rewritten).
  */
@@ -205,7 +227,7 @@ static int enrich_pairs(struct rewrite *w, const struct sl_ch_result *body, size
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         json_error_t jerr;
         json_t *row;
-        const json_t *ip, *ua, *n;
+        const json_t *ip, *ua, *ch, *n;
         struct enrich_result r;
 
         if (eol == NULL) {
@@ -218,18 +240,19 @@ static int enrich_pairs(struct rewrite *w, const struct sl_ch_result *body, size
         row = json_loadb(p, (size_t)(eol - p), 0, &jerr);
         ip = json_object_get(row, "ip");
         ua = json_object_get(row, "ua");
+        ch = json_object_get(row, "ch");
         n = json_object_get(row, "n");
-        if (!json_is_string(ip) || !json_is_string(ua) || !json_is_integer(n)) {
+        if (!json_is_string(ip) || !json_is_string(ua) || !json_is_string(ch) ||
+            !json_is_integer(n)) {
             json_decref(row);
             return sl_err_set(err, SL_ESERVER, "unexpected answer to the pairs query: %.*s",
                               (int)(eol - p > 200 ? 200 : eol - p), p);
         }
         if (*n_pairs == 0) {
-            *first_hash = hash_pair(ip, ua);
+            *first_hash = hash_pair(ip, ua, ch);
         }
-        enrich_lookup(w->e, json_string_value(ip), json_string_value(ua), NULL, &r);
-        rc = encode_answer(&w->rows, json_string_value(ip), json_string_length(ip),
-                           json_string_value(ua), json_string_length(ua), &r);
+        enrich_key(w->e, ip, ua, ch, &r);
+        rc = encode_answer(&w->rows, ip, ua, ch, &r);
         *n_events += (int64_t)json_integer_value(n);
         (*n_pairs)++;
         json_decref(row);
@@ -248,7 +271,7 @@ static int create_tmp(struct rewrite *w, struct sl_err *err)
     sl_ch_buf_reset(&w->sql);
     rc = sl_ch_buf_append_str(&w->sql, "CREATE TABLE ");
     rc = rc != 0 ? rc : sl_ch_quote_table(&w->sql, w->database, w->tmp_name);
-    rc = rc != 0 ? rc : sl_ch_buf_append_str(&w->sql, " (k_ip String, k_ua String");
+    rc = rc != 0 ? rc : sl_ch_buf_append_str(&w->sql, " (k_ip String, k_ua String, k_ch String");
     for (size_t i = 0; i < N_ENRICHED && rc == 0; i++) {
         rc = sl_ch_buf_appendf(&w->sql, ", n_%s %s", enriched_cols[i].name,
                                enriched_cols[i].type);
@@ -313,13 +336,14 @@ static int rewrite_events(struct rewrite *w, int64_t now_ms, struct sl_err *err)
     rc = rc != 0 ? rc
                  : sl_ch_buf_appendf(&w->sql, " ORDER BY id, version DESC LIMIT 1 BY id) WHERE "
                                      "enrichment_version < %u) ANY INNER JOIN (SELECT k_ip AS "
-                                     "ip, k_ua AS user_agent", (unsigned)w->current);
+                                     "ip, k_ua AS user_agent, k_ch AS client_hints",
+                                     (unsigned)w->current);
     for (size_t i = 0; i < N_ENRICHED && rc == 0; i++) {
         rc = sl_ch_buf_appendf(&w->sql, ", n_%s", enriched_cols[i].name);
     }
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&w->sql, " FROM ");
     rc = rc != 0 ? rc : sl_ch_quote_table(&w->sql, w->database, w->tmp_name);
-    rc = rc != 0 ? rc : sl_ch_buf_append_str(&w->sql, ") USING (ip, user_agent)");
+    rc = rc != 0 ? rc : sl_ch_buf_append_str(&w->sql, ") USING (ip, user_agent, client_hints)");
     if (rc != 0) {
         return sql_failed(rc, "INSERT ... SELECT", err);
     }

@@ -7,7 +7,8 @@
  * How a range is rewritten, all in ClickHouse except the lookups:
  *  1. The newest copy of every event in the range (argMax by the ReplacingMergeTree
  *     version) whose enrichment_version is below the current one is found, grouped by
- *     (ip, user_agent): enrichment depends on nothing else, and real traffic repeats pairs.
+ *     (ip, user_agent, client_hints): enrichment depends on nothing else, and real traffic
+ *     repeats them (a "pair" below is such a key).
  *     At most batch_pairs pairs are taken per step.
  *  2. Each pair is enriched here and the answers are inserted (RowBinary) into a Memory
  *     table of this call (`_sluice_reenrich_<random>` in the same database, dropped after).

@@ -1024,6 +1024,38 @@ static void test_event_context_rules(void)
     free(s);
 }
 
+/* context.client_hints: checked by the enrichment library's parser, kept in the normalized
+ * event for the loader; anything it cannot use is refused with the reason. */
+static void test_event_client_hints(void)
+{
+    struct ingest_event_batch b;
+    json_t *j;
+    char *s;
+
+    j = accept_one("{\"type\":\"click\",\"context\":{\"client_hints\":{"
+                   "\"Sec-CH-UA-Platform\":\"\\\"Windows\\\"\",\"mobile\":false,"
+                   "\"brands\":[{\"brand\":\"Chromium\",\"version\":\"120\"}]}}}",
+                   &b);
+    s = json_dumps(json_object_get(json_object_get(j, "context"), "client_hints"),
+                   JSON_COMPACT);
+    ASSERT_EQ_STR(s, "{\"Sec-CH-UA-Platform\":\"\\\"Windows\\\"\",\"mobile\":false,"
+                     "\"brands\":[{\"brand\":\"Chromium\",\"version\":\"120\"}]}");
+    free(s);
+    json_decref(j);
+    ingest_event_batch_fini(&b);
+    /* null and {} are absent. */
+    j = accept_one("{\"type\":\"click\",\"context\":{\"client_hints\":{}}}", &b);
+    ASSERT_TRUE(json_object_get(json_object_get(j, "context"), "client_hints") == NULL);
+    json_decref(j);
+    ingest_event_batch_fini(&b);
+    reject_exact("{\"type\":\"click\",\"context\":{\"client_hints\":\"Windows\"}}",
+                 "context.client_hints", "must be an object, got a string");
+    reject("{\"type\":\"click\",\"context\":{\"client_hints\":{\"mobile\":\"yes\"}}}",
+           "context.client_hints", "mobile");
+    reject("{\"type\":\"click\",\"context\":{\"client_hints\":{\"x\":{\"y\":{}}}}}",
+           "context.client_hints", "'x' must be a string, a boolean or a list");
+}
+
 static void test_event_properties_rules(void)
 {
     struct ingest_event_batch b;
@@ -1336,6 +1368,7 @@ int main(int argc, char **argv)
         TEST_CASE(test_event_tenant_mismatch),
         TEST_CASE(test_event_context_from_request),
         TEST_CASE(test_event_context_rules),
+        TEST_CASE(test_event_client_hints),
         TEST_CASE(test_event_properties_rules),
         TEST_CASE(test_event_log_rules),
         TEST_CASE(test_event_settings_table_matches_defaults),

@@ -27,7 +27,8 @@ static const char full_event[] =
     "\"context\":{\"user_agent\":\"Mozilla/5.0 (X11)\",\"ip\":\"203.0.113.7\","
     "\"url\":\"https://example.com/a?b=1\",\"path\":\"/a\",\"referrer\":\"https://r/\","
     "\"title\":\"Caf\\u00e9\",\"screen\":\"1920x1080\",\"viewport\":\"1200x800\","
-    "\"timezone\":\"Europe/Paris\",\"language\":\"fr-FR\"},"
+    "\"timezone\":\"Europe/Paris\",\"language\":\"fr-FR\","
+    "\"client_hints\":{\"platform\":\"Windows\",\"platformVersion\":\"15.0.0\"}},"
     "\"flags\":[\"clock_skew_corrected\",\"future_clamped\"]}";
 
 /* ---- a small RowBinary reader -------------------------------------------------------- */
@@ -230,6 +231,7 @@ static void test_rows_full_event_columns(void)
     expect_str(&r, "viewport", "1200x800");
     expect_str(&r, "timezone", "Europe/Paris");
     expect_str(&r, "language", "fr-FR");
+    expect_str(&r, "client_hints", "{\"platform\":\"Windows\",\"platformVersion\":\"15.0.0\"}");
     expect_str(&r, "severity", "error");
     expect_str(&r, "source", "api");
     expect_str(&r, "message", "boom\nline 2");
@@ -276,7 +278,7 @@ static void test_rows_minimal_event_defaults(void)
             expect_str(&r, "ids", "");
         }
         expect_str(&r, "properties", "{}");
-        for (int i = 0; i < 10; i++) {
+        for (int i = 0; i < 11; i++) { /* ten context fields, then client_hints */
             expect_str(&r, "context", "");
         }
         for (int i = 0; i < 3; i++) {
@@ -505,6 +507,8 @@ static void test_rows_rejections(void)
                "context.ip: must be a string or null, got an integer");
     reject_str("{" GOOD ",\"context\":{\"language\":[\"fr\"]}}",
                "context.language: must be a string or null");
+    reject_str("{" GOOD ",\"context\":{\"client_hints\":\"Windows\"}}",
+               "context.client_hints: must be an object or null");
     reject_str("{" GOOD ",\"flags\":\"x\"}", "flags: must be an array of strings, got a string");
     reject_str("{" GOOD ",\"flags\":[\"a\",null]}", "flags[1]: must be a string, got null");
 }
@@ -578,7 +582,8 @@ static void test_rows_edge_output_loads(void)
         "{\"events\":["
         "{\"type\":\"pageview\",\"session_id\":\"s\",\"timestamp\":\"2026-11-24T09:59:58.25Z\","
         "\"properties\":{\"r\":0.1,\"n\":[1,2]},\"context\":{\"url\":\"https://e/x\","
-        "\"path\":\"/x\"}},"
+        "\"path\":\"/x\",\"client_hints\":{\"Sec-CH-UA-Platform\":\"\\\"Windows\\\"\","
+        "\"Sec-CH-UA-Platform-Version\":\"\\\"15.0.0\\\"\"}}},"
         "{\"type\":\"log\",\"severity\":\"warn\",\"message\":\"m\",\"source\":\"s\"}]}";
     struct ingest_event_ctx ctx = {
         .tenant_id = TENANT,
@@ -617,6 +622,11 @@ static void test_rows_edge_output_loads(void)
         for (int c = 0; c < 6; c++) {
             expect_str(&r, "context", "");
         }
+        /* The hints the edge checked, as compact JSON. */
+        expect_str(&r, "client_hints",
+                   i == 0 ? "{\"Sec-CH-UA-Platform\":\"\\\"Windows\\\"\","
+                            "\"Sec-CH-UA-Platform-Version\":\"\\\"15.0.0\\\"\"}"
+                          : "");
         expect_str(&r, "severity", i == 0 ? "" : "warn");
         expect_str(&r, "source", i == 0 ? "" : "s");
         expect_str(&r, "message", i == 0 ? "" : "m");
