@@ -164,7 +164,9 @@ static bool enrich_cb(void *user, const char *tenant_id, const char *ip, const c
 }
 
 /* PER_HOUR events of tenant in each of the two hours, inserted as the loader would (with e
- * for the enrichment tenant), and the first 5 of each hour delivered a second time. */
+ * for the enrichment tenant), and the first 5 of each hour delivered a second time. Every
+ * fifth event carries client hints saying Windows 11 (the load-time lookup ignores them,
+ * as a loader without hint support would have; the rewrite must apply them). */
 static void load_rows(struct fixture *f, struct enrich *e, const char *tenant, int salt)
 {
     static const char *const ips[] = {"81.2.69.142", "2001:218::1", "10.1.2.3"};
@@ -190,9 +192,13 @@ static void load_rows(struct fixture *f, struct enrich *e, const char *tenant, i
                          "\"session_id\":\"s%d\",\"anonymous_id\":\"a%d\",\"context\":{"
                          "\"ip\":\"%s\",\"user_agent\":\"Mozilla/5.0 (Windows NT 10.0; Win64; "
                          "x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 "
-                         "Safari/537.36\",\"path\":\"/p%d\"}}",
+                         "Safari/537.36\",\"path\":\"/p%d\"%s}}",
                          (unsigned)salt, (unsigned)(h * 1000 + i), tenant, ts, i % 4, i % 7,
-                         ips[i % 3], i % 3);
+                         ips[i % 3], i % 3,
+                         i % 5 == 0 ? ",\"client_hints\":{\"Sec-CH-UA-Platform\":"
+                                      "\"\\\"Windows\\\"\",\"Sec-CH-UA-Platform-Version\":"
+                                      "\"\\\"15.0.0\\\"\"}"
+                                    : "");
                 ASSERT_OK(ingest_rows_append_enriched(&rows, json, strlen(json),
                                                       INT64_C(1700000000000) + copy, enrich_cb,
                                                       &ctx, &err),
@@ -248,8 +254,8 @@ static enum sched_outcome run_job(struct fixture *f, void *ctx, const char *chec
 /* Creates the job's context as the scheduler would, from its settings table. */
 static void *job_create(struct fixture *f, void **settings_out)
 {
-    char env_geo[1100];
-    char *env[] = {env_geo, "SLUICE_JOB_ENRICHMENT_BATCH_PAIRS=1", NULL};
+    char env_geo[1100], env_ua[1100];
+    char *env[] = {env_geo, env_ua, "SLUICE_JOB_ENRICHMENT_BATCH_PAIRS=1", NULL};
     struct sl_cfg_section sec;
     struct sched_worker_env wenv = {.store = &f->store_settings, .ch = &f->ch_settings};
     void *settings = calloc(1, enrich_worker.settings_size);
@@ -258,6 +264,9 @@ static void *job_create(struct fixture *f, void **settings_out)
 
     ASSERT_TRUE(settings != NULL);
     snprintf(env_geo, sizeof(env_geo), "SLUICE_GEOIP_DB=%s", f->geo_path);
+    /* ua-parser's rules too: client hints refine what they parse. */
+    snprintf(env_ua, sizeof(env_ua), "SLUICE_UA_REGEXES=%s/regexes.yaml",
+             test_env_require("SLUICE_TEST_UAP_CORE_DIR"));
     sec = SL_CFG_SECTION("enrichment", enrich_worker.opts, enrich_worker.n_opts, settings);
     ASSERT_OK(sl_cfg_load(&sec, 1, NULL, env, &err), &err);
     ASSERT_OK(enrich_worker.create(settings, &wenv, &ctx, &err), &err);
@@ -362,6 +371,13 @@ static void test_reenrich_upgrades_rows_after_the_database_changes(void)
     ASSERT_EQ_INT(test_ch_int(f.ch,
                               "SELECT count() FROM %s.events FINAL WHERE tenant_id = '%s' AND "
                               "city != ''", f.database, f.tenant_off), 0);
+
+    /* The stored client hints were applied: Windows 11 for the hinted events only. */
+    test_ch_line(f.ch, line, sizeof(line), "SELECT countIf(os_version = '11'), countIf("
+                 "os_version = '10') FROM %s.events FINAL WHERE tenant_id = '%s' FORMAT "
+                 "TabSeparated", f.database, f.tenant_on);
+    snprintf(resume, sizeof(resume), "%d\t%d", 2 * (PER_HOUR / 5), 2 * (PER_HOUR - PER_HOUR / 5));
+    ASSERT_EQ_STR(line, resume);
 
     /* Same events, same keys, counted once. */
     ASSERT_EQ_INT(test_ch_int(f.ch, "SELECT uniqExact(id) FROM %s.events WHERE tenant_id = '%s'",
