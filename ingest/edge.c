@@ -315,6 +315,41 @@ static struct enrich *bot_checker(struct ingest_edge *e)
     return checker;
 }
 
+/*
+ * The request's User-Agent Client Hints headers as an object (new; NULL when it sent none,
+ * or when they would not parse or fit: they are a refinement, never a reason to refuse).
+ */
+static json_t *request_hints(const struct ingest_http_req *req, size_t max_bytes)
+{
+    static const char *const names[] = {"Sec-CH-UA", "Sec-CH-UA-Mobile", "Sec-CH-UA-Platform",
+                                        "Sec-CH-UA-Platform-Version",
+                                        "Sec-CH-UA-Full-Version-List", "Sec-CH-UA-Model"};
+    json_t *obj = NULL;
+    struct enrich_hints hints;
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *v = ingest_http_req_header(req, names[i]);
+
+        if (v == NULL || v[0] == '\0') {
+            continue;
+        }
+        if (obj == NULL && (obj = json_object()) == NULL) {
+            return NULL;
+        }
+        if (json_object_set_new(obj, names[i], json_string(v)) != 0) {
+            json_decref(obj); /* not UTF-8, or out of memory */
+            return NULL;
+        }
+    }
+    enrich_hints_init(&hints);
+    if (obj != NULL && (json_dumpb(obj, NULL, 0, JSON_COMPACT) > max_bytes ||
+                        enrich_hints_from_json(&hints, obj, NULL) != 0)) {
+        json_decref(obj);
+        obj = NULL;
+    }
+    return obj;
+}
+
 /* The user agent of one normalized event (context.user_agent), or NULL. agent_buf holds
  * the text. */
 static const char *event_agent(const struct ingest_event *ev, char *agent_buf, size_t cap)
@@ -460,6 +495,7 @@ static void handle_ingest(struct ingest_edge *e, struct ingest_http_req *req,
     static const char *const www_auth[] = {"WWW-Authenticate: Bearer", NULL};
     struct ingest_auth_result who;
     struct ingest_event_ctx ctx;
+    json_t *hints;
     enum ingest_decode_encoding enc;
     struct pending *p = NULL;
     const char *key = presented_key(req);
@@ -537,14 +573,19 @@ static void handle_ingest(struct ingest_edge *e, struct ingest_http_req *req,
     p->req = req;
     p->t0 = *t0;
     memcpy(p->tenant_id, who.tenant_id, sizeof(p->tenant_id));
+    hints = request_hints(req, (size_t)(e->parts.limits != NULL
+                                            ? e->parts.limits->max_context_bytes
+                                            : ingest_event_limits_default().max_context_bytes));
     ctx = (struct ingest_event_ctx){.tenant_id = who.tenant_id,
                                     .received_us = now_ms() * 1000,
                                     .client_ip = ingest_http_req_client_ip(req),
                                     .user_agent = ingest_http_req_header(req, "User-Agent"),
+                                    .client_hints = hints,
                                     .assign_session =
                                         e->parts.sessions != NULL ? assign_session : NULL,
                                     .assign_session_user = e->parts.sessions};
     rc = ingest_event_parse_batch(body, body_len, e->parts.limits, &ctx, &p->batch, &err);
+    json_decref(hints);
     sl_free(body);
     if (rc != 0) {
         answer_error(e, req, t0, p->batch.http_status != 0 ? (unsigned)p->batch.http_status : 400,

@@ -282,6 +282,7 @@ static void take_request(struct ingest_event_run *r)
         r->has_client_ip = ingest_event_parse_ip(r->ctx->client_ip, strlen(r->ctx->client_ip),
                                                  r->client_ip) == 0;
     }
+    r->header_hints = r->ctx->client_hints;
 }
 
 /*

@@ -12,6 +12,7 @@
 #ifndef SLUICE_INGEST_EVENT_H
 #define SLUICE_INGEST_EVENT_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,6 +69,9 @@ struct ingest_event_ctx {
                              * NULL if unknown */
     const char *user_agent; /* the User-Agent header; used when context.user_agent is absent;
                              * NULL if none. Cut to max_context_bytes; dropped if not UTF-8 */
+    const json_t *client_hints; /* the request's Sec-CH-UA* headers as an object (name ->
+                                 * value), already checked; used when context.client_hints
+                                 * is absent; NULL if none */
     /*
      * Optional (NULL: off): gives a session to an accepted event that has an anonymous_id
      * but no session_id, by writing a NUL-terminated id of at most INGEST_EVENT_ID_LEN

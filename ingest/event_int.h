@@ -84,6 +84,7 @@ struct ingest_event_run {
     bool has_sent_at;            /* the batch object's sent_at */
     int64_t sent_at_us;
     const char *header_ua;       /* ctx->user_agent when usable, cut to the limit */
+    const json_t *header_hints;  /* ctx->client_hints (borrowed), or NULL */
     size_t header_ua_len;
     bool has_client_ip;
     char client_ip[INET6_ADDRSTRLEN];

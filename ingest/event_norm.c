@@ -125,10 +125,11 @@ static void write_event(struct ingest_event_run *r, const struct ingest_event_in
             put_opt(b, ingest_event_fields_ctx[c].name, in->ctx_v[c]);
         }
     }
-    if (in->ctx_hints != NULL) {
-        /* Checked to parse and to fit; a few levels deep at most (brand lists). */
+    if (in->ctx_hints != NULL || r->header_hints != NULL) {
+        /* Checked to parse and to fit; a few levels deep at most (brand lists). The event's
+         * own hints win over the request's headers. */
         put_key(b, "client_hints");
-        sl_json_append_value(b, in->ctx_hints, 1, 8);
+        sl_json_append_value(b, in->ctx_hints != NULL ? in->ctx_hints : r->header_hints, 1, 8);
     }
     SL_JSON_BUF_LIT(b, "}");
     put_key(b, "flags");

@@ -279,7 +279,9 @@ static void test_edge_accepts_and_spools_normalized_events(void)
         char auth[128];
         const char *headers[] = {auth, "Content-Type: application/json",
                                  "X-Forwarded-For: 203.0.113.7, 127.0.0.1",
-                                 "User-Agent: test-agent/1.0", NULL};
+                                 "User-Agent: test-agent/1.0",
+                                 "Sec-CH-UA-Platform: \"Windows\"",
+                                 "Sec-CH-UA-Platform-Version: \"15.0.0\"", NULL};
         const char *body = "{\"type\":\"custom\",\"name\":\"via-proxy\"}";
 
         snprintf(auth, sizeof(auth), "X-API-Key: %s", e.key);
@@ -306,6 +308,13 @@ static void test_edge_accepts_and_spools_normalized_events(void)
     ev = json_object_get(json_array_get(events, 3), "context");
     ASSERT_EQ_STR(json_string_value(json_object_get(ev, "ip")), "203.0.113.7");
     ASSERT_EQ_STR(json_string_value(json_object_get(ev, "user_agent")), "test-agent/1.0");
+    /* The request's client hints headers stand in for the event's own. */
+    ASSERT_EQ_STR(json_string_value(json_object_get(json_object_get(ev, "client_hints"),
+                                                    "Sec-CH-UA-Platform-Version")),
+                  "\"15.0.0\"");
+    /* Events that sent neither have none. */
+    ASSERT_TRUE(json_object_get(json_object_get(json_array_get(events, 1), "context"),
+                                "client_hints") == NULL);
     json_decref(events);
     edge_fini(&e);
 }

@@ -1054,6 +1054,34 @@ static void test_event_client_hints(void)
            "context.client_hints", "mobile");
     reject("{\"type\":\"click\",\"context\":{\"client_hints\":{\"x\":{\"y\":{}}}}}",
            "context.client_hints", "'x' must be a string, a boolean or a list");
+    /* The request's Sec-CH-UA headers (as the edge passes them) fill in for events without
+     * hints of their own; an event's own win. */
+    {
+        struct ingest_event_ctx ctx = default_ctx();
+        json_t *headers = json_pack("{s:s}", "Sec-CH-UA-Platform", "\"macOS\"");
+        struct sl_err err;
+
+        ctx.client_hints = headers;
+        ASSERT_OK(parse_with("{\"events\":[{\"type\":\"click\"},{\"type\":\"click\","
+                             "\"context\":{\"client_hints\":{\"platform\":\"Linux\"}}}]}",
+                             NULL, &ctx, &b, &err),
+                  &err);
+        ASSERT_EQ_INT(b.n_events, 2);
+        j = load(&b.events[0]);
+        s = json_dumps(json_object_get(json_object_get(j, "context"), "client_hints"),
+                       JSON_COMPACT);
+        ASSERT_EQ_STR(s, "{\"Sec-CH-UA-Platform\":\"\\\"macOS\\\"\"}");
+        free(s);
+        json_decref(j);
+        j = load(&b.events[1]);
+        s = json_dumps(json_object_get(json_object_get(j, "context"), "client_hints"),
+                       JSON_COMPACT);
+        ASSERT_EQ_STR(s, "{\"platform\":\"Linux\"}");
+        free(s);
+        json_decref(j);
+        ingest_event_batch_fini(&b);
+        json_decref(headers);
+    }
 }
 
 static void test_event_properties_rules(void)
