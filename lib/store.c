@@ -108,6 +108,25 @@ int sl_store_random_id(const char *prefix, size_t n_bytes, char *dst, size_t cap
     return 0;
 }
 
+int sl_store_row(struct sl_store *st, sqlite3_stmt *stmt, sl_store_read_cb read, void *dst,
+                 const char *what, struct sl_err *err)
+{
+    int rc = sqlite3_step(stmt);
+
+    if (rc == SQLITE_ROW) {
+        read(stmt, dst);
+        rc = 0;
+    }
+    else if (rc == SQLITE_DONE) {
+        rc = SL_ENOTFOUND;
+    }
+    else {
+        rc = sl_store_fail(st, rc, what, err);
+    }
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
 int sl_store_get(struct sl_store *st, const char *sql, const char *arg, sl_store_read_cb read,
                  void *dst, const char *noun, struct sl_err *err)
 {
@@ -118,19 +137,11 @@ int sl_store_get(struct sl_store *st, const char *sql, const char *arg, sl_store
         return rc;
     }
     sqlite3_bind_text(stmt, 1, arg, -1, SQLITE_STATIC);
-    rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
-        read(stmt, dst);
-        rc = 0;
-    }
-    else if (rc == SQLITE_DONE) {
+    rc = sl_store_row(st, stmt, read, dst, noun, err);
+    if (rc == SL_ENOTFOUND) {
         rc = sl_err_set(err, SL_ENOTFOUND, "%s '%s' not found (see `sluice %s list`)", noun,
                         arg, noun);
     }
-    else {
-        rc = sl_store_fail(st, rc, noun, err);
-    }
-    sqlite3_finalize(stmt);
     return rc;
 }
 

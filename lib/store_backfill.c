@@ -98,19 +98,11 @@ int sl_store_backfill_get(struct sl_store *st, int64_t id, struct sl_backfill_jo
         return rc;
     }
     sqlite3_bind_int64(stmt, 1, id);
-    rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
-        read_job(stmt, out);
-        rc = 0;
-    }
-    else if (rc == SQLITE_DONE) {
+    rc = sl_store_row(st, stmt, read_job, out, "reading a backfill job", err);
+    if (rc == SL_ENOTFOUND) {
         rc = sl_err_set(err, SL_ENOTFOUND, "no backfill job %lld (see `sluice backfill "
                         "status`)", (long long)id);
     }
-    else {
-        rc = sl_store_fail(st, rc, "reading a backfill job", err);
-    }
-    sqlite3_finalize(stmt);
     return rc;
 }
 

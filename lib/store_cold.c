@@ -47,18 +47,10 @@ int sl_store_cold_get(struct sl_store *st, const char *tenant_id, const char *da
     }
     sqlite3_bind_text(stmt, 1, tenant_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, day, -1, SQLITE_STATIC);
-    rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
-        read_day(stmt, out);
-        rc = 0;
-    }
-    else if (rc == SQLITE_DONE) {
+    rc = sl_store_row(st, stmt, read_day, out, "reading a cold export", err);
+    if (rc == SL_ENOTFOUND) {
         rc = sl_err_set(err, SL_ENOTFOUND, "no cold export of tenant %s for %s", tenant_id, day);
     }
-    else {
-        rc = sl_store_fail(st, rc, "reading a cold export", err);
-    }
-    sqlite3_finalize(stmt);
     return rc;
 }
 

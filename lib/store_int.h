@@ -72,6 +72,14 @@ int sl_store_collect(struct sl_store *st, sqlite3_stmt *stmt, size_t elem,
                      sl_store_read_cb read, void **out, size_t *n_out, const char *what,
                      struct sl_err *err);
 
+/*
+ * Steps a prepared, bound statement and reads its first row into dst with read; finalizes
+ * stmt. SL_ENOTFOUND without a message when there is none (the caller says what is
+ * missing), the store's failure (with `what`) otherwise.
+ */
+int sl_store_row(struct sl_store *st, sqlite3_stmt *stmt, sl_store_read_cb read, void *dst,
+                 const char *what, struct sl_err *err);
+
 /* Rolls back the open transaction (best effort: after a failure, nothing to report). */
 void sl_store_rollback(struct sl_store *st);
 

@@ -282,19 +282,11 @@ int sl_store_alert_get(struct sl_store *st, int64_t id, struct sl_alert *out,
         return rc;
     }
     sqlite3_bind_int64(stmt, 1, id);
-    rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
-        read_alert(stmt, out);
-        rc = 0;
-    }
-    else if (rc == SQLITE_DONE) {
+    rc = sl_store_row(st, stmt, read_alert, out, "reading an alert", err);
+    if (rc == SL_ENOTFOUND) {
         rc = sl_err_set(err, SL_ENOTFOUND, "alert %lld not found (see `sluice alerts history`)",
                         (long long)id);
     }
-    else {
-        rc = sl_store_fail(st, rc, "reading an alert", err);
-    }
-    sqlite3_finalize(stmt);
     return rc;
 }
 

@@ -410,20 +410,9 @@ fail:
 static int run_one(struct sl_store *st, sqlite3_stmt *stmt, struct sl_run *out,
                    const char *missing, struct sl_err *err)
 {
-    int rc = sqlite3_step(stmt);
+    int rc = sl_store_row(st, stmt, read_run, out, "reading a run", err);
 
-    if (rc == SQLITE_ROW) {
-        read_run(stmt, out);
-        rc = 0;
-    }
-    else if (rc == SQLITE_DONE) {
-        rc = sl_err_set(err, SL_ENOTFOUND, "%s", missing);
-    }
-    else {
-        rc = sl_store_fail(st, rc, "reading a run", err);
-    }
-    sqlite3_finalize(stmt);
-    return rc;
+    return rc == SL_ENOTFOUND ? sl_err_set(err, SL_ENOTFOUND, "%s", missing) : rc;
 }
 
 int sl_store_run_get(struct sl_store *st, int64_t run_id, struct sl_run *out,
@@ -608,19 +597,11 @@ int sl_store_job_get(struct sl_store *st, const char *name, struct sl_job *out,
         return rc;
     }
     sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
-    rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) {
-        read_job(stmt, out);
-        rc = 0;
-    }
-    else if (rc == SQLITE_DONE) {
+    rc = sl_store_row(st, stmt, read_job, out, "reading a job", err);
+    if (rc == SL_ENOTFOUND) {
         rc = sl_err_set(err, SL_ENOTFOUND, "no job named '%s' (`sluice jobs list` shows the "
                         "jobs a scheduler registered)", name);
     }
-    else {
-        rc = sl_store_fail(st, rc, "reading a job", err);
-    }
-    sqlite3_finalize(stmt);
     return rc;
 }
 
