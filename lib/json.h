@@ -6,8 +6,9 @@
  * at the end. On top: strings escaped as JSON (UTF-8 passes through), integers, reals in
  * their shortest round-trip form, and any parsed jansson value with a nesting limit.
  *
- * Parsing is jansson's; checking that text is UTF-8 is utf8.h's. Callers own their
- * buffers; any thread, one buffer per thread.
+ * Reading: sl_json_load gives exactly what jansson's json_loadb gives, faster (json_load.c).
+ * Checking that text is UTF-8 is utf8.h's. Callers own their buffers; any thread, one
+ * buffer per thread.
  */
 #ifndef SLUICE_LIB_JSON_H
 #define SLUICE_LIB_JSON_H
@@ -93,5 +94,31 @@ void sl_json_append_real(struct sl_json_buf *b, double v);
  */
 int sl_json_append_value(struct sl_json_buf *b, const json_t *v, int64_t depth,
                          int64_t max_depth);
+
+/*
+ * Deepest nesting of objects and arrays the fast reader builds; deeper text is left to
+ * jansson (whose own limit is JSON_PARSER_MAX_DEPTH).
+ */
+#define SL_JSON_LOAD_FAST_DEPTH 64
+
+/*
+ * Parses text (len bytes, borrowed) exactly as json_loadb(text, len, JSON_DECODE_ANY |
+ * JSON_REJECT_DUPLICATES, jerr) does: the same tree (members in text order), or for bad
+ * JSON the same error text, line, column and position. Most text is read by
+ * sl_json_load_fast; what it declines is read by jansson. Returns 0 with a new tree in *out
+ * (json_decref it); SL_EINVAL for text that is not JSON, with *jerr filled; SL_ENOMEM
+ * (*out is NULL on failure). Any thread.
+ */
+int sl_json_load(const char *text, size_t len, json_t **out, json_error_t *jerr);
+
+/*
+ * The fast half of sl_json_load, exposed for tests and benchmarks: libyajl's lexer building
+ * a jansson tree. Takes only text on which the two libraries cannot disagree: valid UTF-8,
+ * no \v or \f, escapes that are plain characters or surrogate pairs (no \u0000, no lone
+ * surrogate), no duplicate key, integers within 64 bits, keys up to 256 bytes, nesting up
+ * to SL_JSON_LOAD_FAST_DEPTH. Returns 0 with a new tree in *out; SL_EINVAL when it
+ * declines (bad JSON included: it writes no error text) or SL_ENOMEM, *out NULL.
+ */
+int sl_json_load_fast(const char *text, size_t len, json_t **out);
 
 #endif

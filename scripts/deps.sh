@@ -12,7 +12,7 @@ packages=(
     # Libraries sluice links against (headers and pkg-config files).
     librdkafka-dev libcurl4-openssl-dev libmaxminddb-dev libuv1-dev libsqlite3-dev
     libjansson-dev libesmtp-dev libpcre2-dev libzstd-dev zlib1g-dev libssl-dev
-    libmicrohttpd-dev
+    libmicrohttpd-dev libyajl-dev
     # Enrichment: libyaml reads uap-core's regexes.yaml (PCRE2 above runs its regexes); Debian's
     # uap-core carries the ua-parser test expectations the npm package leaves out.
     libyaml-dev uap-core
