@@ -290,7 +290,7 @@ static void collect_fields(struct ingest_event_run *r, json_t *ev, struct ingest
         size_t f;
 
         for (f = 0; f < INGEST_EVENT_N_FIELDS; f++) {
-            if (strcmp(key, field_names[f]) == 0) {
+            if (key[0] == field_names[f][0] && strcmp(key, field_names[f]) == 0) {
                 break;
             }
         }
@@ -355,7 +355,9 @@ static void check_type(struct ingest_event_run *r, struct ingest_event_in *in)
         return;
     }
     for (size_t t = 0; t < INGEST_EVENT_N_TYPES; t++) {
-        if (strcmp(json_string_value(v), ingest_event_type_name((enum ingest_event_type)t)) == 0) {
+        const char *name = ingest_event_type_name((enum ingest_event_type)t);
+
+        if (json_string_value(v)[0] == name[0] && strcmp(json_string_value(v), name) == 0) {
             in->type = (enum ingest_event_type)t;
             in->has_type = true;
             return;
@@ -607,7 +609,8 @@ static void check_context(struct ingest_event_run *r, struct ingest_event_in *in
             continue;
         }
         for (c = 0; c < INGEST_EVENT_N_CTX_FIELDS; c++) {
-            if (strcmp(key, ingest_event_fields_ctx[c].name) == 0) {
+            if (key[0] == ingest_event_fields_ctx[c].name[0] &&
+                strcmp(key, ingest_event_fields_ctx[c].name) == 0) {
                 break;
             }
         }

@@ -14,6 +14,7 @@
 
 #include "alloc.h"
 #include "err.h"
+#include "swar.h"
 
 #define MIN_CAP 256
 
@@ -72,6 +73,9 @@ static bool reserve(struct sl_json_buf *b, size_t extra)
     while (cap < b->len + extra) {
         cap *= 2;
     }
+    if (cap > b->_max) {
+        cap = b->_max; /* sl_json_buf_append's inline half relies on it */
+    }
     p = sl_realloc(b->data, cap);
     if (p == NULL) {
         b->is_failed = true;
@@ -82,7 +86,7 @@ static bool reserve(struct sl_json_buf *b, size_t extra)
     return true;
 }
 
-void sl_json_buf_append(struct sl_json_buf *b, const char *s, size_t len)
+void sl_json_buf_append_grow(struct sl_json_buf *b, const char *s, size_t len)
 {
     if (reserve(b, len)) {
         memcpy(b->data + b->len, s, len);
@@ -103,18 +107,47 @@ void sl_json_buf_appendf(struct sl_json_buf *b, const char *fmt, ...)
     sl_json_buf_append(b, tmp, (size_t)n);
 }
 
+/* Whether c must be escaped inside a JSON string (sl_json_append_str's rule). */
+static bool needs_escape(unsigned char c)
+{
+    return c < 0x20 || c == '"' || c == '\\' || c == 0x7f;
+}
+
 void sl_json_append_str(struct sl_json_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     size_t run = 0;
+    size_t i = 0;
 
+    /* Most strings need no escape: find the first byte that does, eight at a time. */
+    while (len - i >= 8) {
+        uint64_t w = sl_swar_load(s + i);
+
+        if (sl_swar_has_less(w, 0x20) || sl_swar_has_byte(w, '"') ||
+            sl_swar_has_byte(w, '\\') || sl_swar_has_byte(w, 0x7f)) {
+            break;
+        }
+        i += 8;
+    }
+    while (i < len && !needs_escape((unsigned char)s[i])) {
+        i++;
+    }
+    if (i == len) {
+        if (reserve(b, len + 2)) { /* else the buffer failed */
+            b->data[b->len] = '"';
+            memcpy(b->data + b->len + 1, s, len);
+            b->data[b->len + 1 + len] = '"';
+            b->len += len + 2;
+        }
+        return;
+    }
     SL_JSON_BUF_LIT(b, "\"");
-    for (size_t i = 0; i < len; i++) {
+    for (; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         char esc[6];
         size_t n = 2;
 
-        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) {
+        if (!needs_escape(c)) {
             continue;
         }
         sl_json_buf_append(b, s + run, i - run);

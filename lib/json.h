@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /*
  * A growable byte buffer with a maximum. Caller-provided storage (embed it or put it on the
@@ -55,8 +56,23 @@ int sl_json_buf_take(struct sl_json_buf *b, char **out, size_t *out_len);
  * are borrowed.
  */
 
-/* Appends len raw bytes of s, which the caller knows to be JSON text. */
-void sl_json_buf_append(struct sl_json_buf *b, const char *s, size_t len);
+/* Private: sl_json_buf_append when the bytes do not fit the memory already allocated. */
+void sl_json_buf_append_grow(struct sl_json_buf *b, const char *s, size_t len);
+
+/*
+ * Appends len raw bytes of s, which the caller knows to be JSON text. Inline: the normalized
+ * event is written in a few hundred small appends, and a call each cost more than the copy.
+ * The allocated size never passes the maximum, so fitting in it is within the maximum.
+ */
+static inline void sl_json_buf_append(struct sl_json_buf *b, const char *s, size_t len)
+{
+    if (b->data != NULL && !b->is_failed && len <= b->_cap - b->len) {
+        memcpy(b->data + b->len, s, len);
+        b->len += len;
+        return;
+    }
+    sl_json_buf_append_grow(b, s, len);
+}
 
 /* Appends a string literal as raw bytes. */
 #define SL_JSON_BUF_LIT(b, lit) sl_json_buf_append((b), (lit), sizeof(lit) - 1)

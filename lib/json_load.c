@@ -15,6 +15,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "err.h"
+#include "swar.h"
 #include "utf8.h"
 
 #define LOAD_FLAGS (JSON_DECODE_ANY | JSON_REJECT_DUPLICATES)
@@ -104,8 +105,18 @@ static bool is_plain(const char *text, size_t len)
         return false;
     }
     while (i < len) {
-        char c = text[i];
+        char c;
 
+        if (len - i >= 8) {
+            uint64_t w = sl_swar_load(text + i);
+
+            if (!sl_swar_has_byte(w, '\\') && !sl_swar_has_byte(w, '\v') &&
+                !sl_swar_has_byte(w, '\f')) {
+                i += 8;
+                continue;
+            }
+        }
+        c = text[i];
         if (c == '\\') {
             size_t n = plain_escape(text + i, len - i);
 

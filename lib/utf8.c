@@ -8,16 +8,23 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "swar.h"
+
 bool sl_utf8_is_valid(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
 
     while (i < len) {
-        unsigned char c = p[i];
+        unsigned char c;
         size_t n;
         uint32_t cp;
 
+        if (len - i >= 8 && !sl_swar_has_high(sl_swar_load(s + i))) {
+            i += 8; /* eight ASCII bytes */
+            continue;
+        }
+        c = p[i];
         if (c < 0x80) {
             i++;
             continue;

@@ -100,6 +100,84 @@ static void test_json_str_passes_utf8_through(void)
     sl_json_buf_fini(&b);
 }
 
+/* The escaping rule of sl_json_append_str, one byte at a time: the oracle for the fast scan. */
+static size_t escape_slowly(char *out, const char *s, size_t len)
+{
+    size_t o = 0;
+
+    out[o++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        switch (c) {
+        case '"': o += (size_t)sprintf(out + o, "\\\""); break;
+        case '\\': o += (size_t)sprintf(out + o, "\\\\"); break;
+        case '\n': o += (size_t)sprintf(out + o, "\\n"); break;
+        case '\r': o += (size_t)sprintf(out + o, "\\r"); break;
+        case '\t': o += (size_t)sprintf(out + o, "\\t"); break;
+        case '\b': o += (size_t)sprintf(out + o, "\\b"); break;
+        case '\f': o += (size_t)sprintf(out + o, "\\f"); break;
+        default:
+            if (c < 0x20 || c == 0x7f) {
+                o += (size_t)sprintf(out + o, "\\u%04x", c);
+            }
+            else {
+                out[o++] = (char)c;
+            }
+        }
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return o;
+}
+
+/* Strings of every length up to 40 with one byte to escape at every position (or none),
+ * so the eight-at-a-time scan meets it in every lane and in the tail. */
+static void test_json_str_escapes_at_every_position(void)
+{
+    static const char specials[] = {0x01, '"', '\\', 0x7f, '\n', 0x1f};
+    struct sl_json_buf b;
+    char in[48];
+    char want[48 * 6 + 3];
+
+    sl_json_buf_init(&b, 4096);
+    for (size_t len = 0; len <= 40; len++) {
+        for (size_t k = 0; k < sizeof(specials); k++) {
+            for (long at = -1; at < (long)len; at++) {
+                for (size_t i = 0; i < len; i++) {
+                    in[i] = (char)(i % 3 == 2 ? 0xc3 : i % 3 == 0 && i > 0 ? 0xa9 : 'a' + i % 26);
+                }
+                if (at >= 0) {
+                    in[at] = specials[k];
+                }
+                escape_slowly(want, in, len);
+                sl_json_buf_reset(&b);
+                sl_json_append_str(&b, in, len);
+                assert_text(&b, want);
+            }
+        }
+    }
+    sl_json_buf_fini(&b);
+}
+
+/* The plain-string path counts against the maximum like the rest: exactly fitting is fine,
+ * one byte short fails as too big. */
+static void test_json_str_plain_respects_max(void)
+{
+    static const char text[] = "abcdefghijklmnopqrstuvwxyz";
+    struct sl_json_buf b;
+
+    sl_json_buf_init(&b, 28);
+    sl_json_append_str(&b, text, 26);
+    assert_text(&b, "\"abcdefghijklmnopqrstuvwxyz\"");
+    sl_json_buf_fini(&b);
+    sl_json_buf_init(&b, 27);
+    sl_json_append_str(&b, text, 26);
+    ASSERT_TRUE(b.is_failed && b.is_too_big);
+    ASSERT_EQ_INT(b.len, 0);
+    sl_json_buf_fini(&b);
+}
+
 static void test_json_str_or_null(void)
 {
     struct sl_json_buf b;
@@ -243,6 +321,46 @@ static void test_json_buf_grows_past_first_block(void)
     sl_json_buf_fini(&b);
 }
 
+/* The inline append trusts memory already allocated to lie within the maximum. */
+static void test_json_buf_never_allocates_past_max(void)
+{
+    struct sl_json_buf b;
+    char chunk[100];
+
+    memset(chunk, 'q', sizeof(chunk));
+    sl_json_buf_init(&b, 300);
+    sl_json_buf_append(&b, chunk, 100);
+    ASSERT_TRUE(b._cap <= 300);
+    sl_json_buf_append(&b, chunk, 100);
+    sl_json_buf_append(&b, chunk, 100);
+    ASSERT_TRUE(!b.is_failed);
+    ASSERT_EQ_INT(b.len, 300);
+    ASSERT_TRUE(b._cap <= 300);
+    SL_JSON_BUF_LIT(&b, "q");
+    ASSERT_TRUE(b.is_failed && b.is_too_big);
+    ASSERT_EQ_INT(b.len, 300);
+    /* Failed is failed even where memory is left: nothing more is written. */
+    sl_json_buf_fini(&b);
+    sl_json_buf_init(&b, 1000);
+    SL_JSON_BUF_LIT(&b, "ab");
+    sl_json_buf_append(&b, chunk, 99);
+    sl_json_buf_append(&b, chunk, 100);
+    sl_json_buf_append(&b, chunk, 100);
+    sl_json_buf_append(&b, chunk, 100);
+    ASSERT_TRUE(!b.is_failed);
+    sl_json_buf_append(&b, chunk, 100);
+    sl_json_buf_append(&b, chunk, 100);
+    sl_json_buf_append(&b, chunk, 100);
+    sl_json_buf_append(&b, chunk, 100);
+    sl_json_buf_append(&b, chunk, 100);
+    sl_json_buf_append(&b, chunk, 100);
+    ASSERT_TRUE(b.is_failed && b.is_too_big);
+    ASSERT_EQ_INT(b.len, 901);
+    SL_JSON_BUF_LIT(&b, "z");
+    ASSERT_EQ_INT(b.len, 901);
+    sl_json_buf_fini(&b);
+}
+
 static void test_json_buf_alloc_failure(void)
 {
     struct sl_json_buf b;
@@ -322,11 +440,14 @@ int main(int argc, char **argv)
     static const struct test_case cases[] = {
         TEST_CASE(test_json_str_escapes_every_control_char),
         TEST_CASE(test_json_str_passes_utf8_through),
+        TEST_CASE(test_json_str_escapes_at_every_position),
+        TEST_CASE(test_json_str_plain_respects_max),
         TEST_CASE(test_json_str_or_null),
         TEST_CASE(test_json_int_extremes),
         TEST_CASE(test_json_real_shortest_round_trip),
         TEST_CASE(test_json_buf_max_is_enforced),
         TEST_CASE(test_json_buf_grows_past_first_block),
+        TEST_CASE(test_json_buf_never_allocates_past_max),
         TEST_CASE(test_json_buf_alloc_failure),
         TEST_CASE(test_json_value_compact),
         TEST_CASE(test_json_value_depth_limit),
