@@ -129,10 +129,11 @@ int sl_json_load(const char *text, size_t len, json_t **out, json_error_t *jerr)
 
 /*
  * The fast half of sl_json_load, exposed for tests and benchmarks: libyajl's lexer building
- * a jansson tree. Takes only text on which the two libraries cannot disagree: valid UTF-8,
- * no \v or \f, escapes that are plain characters or surrogate pairs (no \u0000, no lone
- * surrogate), no duplicate key, integers within 64 bits, keys up to 256 bytes, nesting up
- * to SL_JSON_LOAD_FAST_DEPTH. Returns 0 with a new tree in *out; SL_EINVAL when it
+ * a jansson tree. Takes only text on which the two libraries cannot disagree: an object or
+ * array followed by nothing but whitespace, valid UTF-8, no \v or \f, escapes that are
+ * plain characters or surrogate pairs (no \u0000, no lone surrogate), no duplicate key,
+ * integers within 64 bits, keys up to 256 bytes, nesting up to SL_JSON_LOAD_FAST_DEPTH.
+ * Returns 0 with a new tree in *out; SL_EINVAL when it
  * declines (bad JSON included: it writes no error text) or SL_ENOMEM, *out NULL.
  */
 int sl_json_load_fast(const char *text, size_t len, json_t **out);

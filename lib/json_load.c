@@ -3,8 +3,9 @@
  * request's CPU at the edge, so the common case goes through libyajl's lexer, whose
  * callbacks build the tree with jansson's constructors. The two libraries differ in corners:
  * yajl takes \v and \f as whitespace, turns a lone surrogate escape into '?' or a surrogate
- * character, lets \u0000 into a string, accepts overlong UTF-8 forms and has no depth limit;
- * jansson refuses all of these. So the fast path only takes text that stays clear of every
+ * character, lets \u0000 into a string, accepts overlong UTF-8 forms, has no depth limit,
+ * and ignores an unfinished token after the root (it waits for more input that never
+ * comes); jansson refuses all of these. So the fast path only takes text that stays clear of every
  * corner (checked before yajl sees it, and while it builds) and declines the rest; declined
  * text, and any text yajl finds wrong, is read by json_loadb, which then gives the answer:
  * the tree, or the error text and position users see. Either way the result is jansson's.
