@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
 #include "timefmt.h"
 
 #define COLOR_FIRING 0xE01E5A
@@ -46,20 +45,5 @@ char *notify_discord_body(const struct notify_msg *m)
 int notify_discord_send(const struct notify_msg *m, const char *url,
                         const struct notify_settings *s, struct notify_send_result *r)
 {
-    struct notify_http_req req = {.url = url,
-                                  .timeout_ms = s->attempt_timeout_ms,
-                                  .connect_timeout_ms = s->connect_timeout_ms};
-    char *body = notify_discord_body(m);
-    int rc;
-
-    memset(r, 0, sizeof(*r));
-    if (body == NULL) {
-        snprintf(r->error, sizeof(r->error), "out of memory rendering the Discord message");
-        return SL_ENOMEM;
-    }
-    req.body = body;
-    req.body_len = strlen(body);
-    rc = notify_http_post(&req, r);
-    sl_free(body);
-    return rc;
+    return notify_http_post_taken(url, notify_discord_body(m), NULL, "Discord message", s, r);
 }

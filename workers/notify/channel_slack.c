@@ -6,9 +6,6 @@
 #include "notify_int.h"
 
 #include <stdio.h>
-#include <string.h>
-
-#include "alloc.h"
 
 char *notify_slack_body(const struct notify_msg *m)
 {
@@ -30,20 +27,5 @@ char *notify_slack_body(const struct notify_msg *m)
 int notify_slack_send(const struct notify_msg *m, const char *url,
                       const struct notify_settings *s, struct notify_send_result *r)
 {
-    struct notify_http_req req = {.url = url,
-                                  .timeout_ms = s->attempt_timeout_ms,
-                                  .connect_timeout_ms = s->connect_timeout_ms};
-    char *body = notify_slack_body(m);
-    int rc;
-
-    memset(r, 0, sizeof(*r));
-    if (body == NULL) {
-        snprintf(r->error, sizeof(r->error), "out of memory rendering the Slack message");
-        return SL_ENOMEM;
-    }
-    req.body = body;
-    req.body_len = strlen(body);
-    rc = notify_http_post(&req, r);
-    sl_free(body);
-    return rc;
+    return notify_http_post_taken(url, notify_slack_body(m), NULL, "Slack message", s, r);
 }

@@ -66,22 +66,14 @@ int notify_webhook_send(const struct notify_msg *m, const char *url, const char 
     char sig[NOTIFY_SIGNATURE_MAX];
     char ts_header[64], sig_header[128];
     const char *headers[3] = {ts_header, NULL, NULL};
-    struct notify_http_req req = {.url = url,
-                                  .headers = headers,
-                                  .timeout_ms = s->attempt_timeout_ms,
-                                  .connect_timeout_ms = s->connect_timeout_ms};
     char *body = notify_webhook_body(m);
     int rc;
 
-    memset(r, 0, sizeof(*r));
-    if (body == NULL) {
-        snprintf(r->error, sizeof(r->error), "out of memory rendering the webhook body");
-        return SL_ENOMEM;
-    }
     snprintf(ts_header, sizeof(ts_header), "X-Sluice-Timestamp: %" PRId64, now_s);
-    if (secret != NULL && secret[0] != '\0') {
+    if (body != NULL && secret != NULL && secret[0] != '\0') {
         rc = notify_webhook_sign(secret, now_s, body, strlen(body), sig);
         if (rc != 0) {
+            memset(r, 0, sizeof(*r));
             snprintf(r->error, sizeof(r->error), "libcrypto could not compute the HMAC");
             sl_free(body);
             return rc;
@@ -89,9 +81,5 @@ int notify_webhook_send(const struct notify_msg *m, const char *url, const char 
         snprintf(sig_header, sizeof(sig_header), "X-Sluice-Signature: %s", sig);
         headers[1] = sig_header;
     }
-    req.body = body;
-    req.body_len = strlen(body);
-    rc = notify_http_post(&req, r);
-    sl_free(body);
-    return rc;
+    return notify_http_post_taken(url, body, headers, "webhook body", s, r);
 }

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "alloc.h"
+
 /* GLOBAL: libcurl's one-time initialisation; written once under curl_once, read after. */
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc = CURLE_FAILED_INIT;
@@ -87,5 +89,27 @@ int notify_http_post(const struct notify_http_req *req, struct notify_send_resul
 done:
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
+    return rc;
+}
+
+int notify_http_post_taken(const char *url, char *body, const char *const *headers,
+                           const char *what, const struct notify_settings *s,
+                           struct notify_send_result *r)
+{
+    struct notify_http_req req = {.url = url,
+                                  .body = body,
+                                  .body_len = body != NULL ? strlen(body) : 0,
+                                  .headers = headers,
+                                  .timeout_ms = s->attempt_timeout_ms,
+                                  .connect_timeout_ms = s->connect_timeout_ms};
+    int rc;
+
+    if (body == NULL) {
+        memset(r, 0, sizeof(*r));
+        snprintf(r->error, sizeof(r->error), "out of memory rendering the %s", what);
+        return SL_ENOMEM;
+    }
+    rc = notify_http_post(&req, r);
+    sl_free(body);
     return rc;
 }

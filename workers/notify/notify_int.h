@@ -109,6 +109,16 @@ struct notify_http_req {
  * SL_ENET with r->error saying what. */
 int notify_http_post(const struct notify_http_req *req, struct notify_send_result *r);
 
+/*
+ * What each HTTP channel's sender does: POSTs body (taken and freed; NULL when rendering it
+ * ran out of memory, reported as "out of memory rendering the <what>" and SL_ENOMEM) to url
+ * with headers (NULL-terminated "Name: value" lines; may be NULL) and the settings' timeouts.
+ * Returns as notify_http_post.
+ */
+int notify_http_post_taken(const char *url, char *body, const char *const *headers,
+                           const char *what, const struct notify_settings *s,
+                           struct notify_send_result *r);
+
 /* Signature header value "v1=<hex HMAC-SHA256(secret, "<ts>.<body>")>" into out (at least
  * NOTIFY_SIGNATURE_MAX bytes). SL_EINVAL when libcrypto fails. */
 #define NOTIFY_SIGNATURE_MAX 72
