@@ -207,6 +207,21 @@ void sl_store_rollback(struct sl_store *st)
     sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+const char *sl_store_enum_name(const char *const *names, size_t n, unsigned value)
+{
+    return value < n ? names[value] : "unknown";
+}
+
+int sl_store_enum_parse(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; name != NULL && i < n; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
 static int pragma_int(struct sl_store *st, const char *sql, int *out, struct sl_err *err)
 {
     sqlite3_stmt *stmt = NULL;

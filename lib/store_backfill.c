@@ -31,20 +31,12 @@ _Static_assert(sizeof(state_names) / sizeof(state_names[0]) == SL_BACKFILL_CANCE
 
 const char *sl_store_backfill_state_name(enum sl_backfill_state state)
 {
-    if ((unsigned)state > SL_BACKFILL_CANCELLED) {
-        return "unknown";
-    }
-    return state_names[state];
+    return sl_store_enum_name(state_names, SL_BACKFILL_CANCELLED + 1, (unsigned)state);
 }
 
 int sl_store_backfill_state_parse(const char *name)
 {
-    for (size_t i = 0; name != NULL && i <= SL_BACKFILL_CANCELLED; i++) {
-        if (strcmp(name, state_names[i]) == 0) {
-            return (int)i;
-        }
-    }
-    return -1;
+    return sl_store_enum_parse(state_names, SL_BACKFILL_CANCELLED + 1, name);
 }
 
 bool sl_store_backfill_is_active(enum sl_backfill_state state)

@@ -83,6 +83,14 @@ int sl_store_row(struct sl_store *st, sqlite3_stmt *stmt, sl_store_read_cb read,
 /* Rolls back the open transaction (best effort: after a failure, nothing to report). */
 void sl_store_rollback(struct sl_store *st);
 
+/*
+ * Names of an enum stored as text: names has n entries indexed by value. sl_store_enum_name
+ * gives value's name, "unknown" out of range; sl_store_enum_parse gives the value of name,
+ * -1 when name is NULL or none. Never fail otherwise.
+ */
+const char *sl_store_enum_name(const char *const *names, size_t n, unsigned value);
+int sl_store_enum_parse(const char *const *names, size_t n, const char *name);
+
 /* Resolves a tenant id or name to its id; SL_ENOTFOUND with a helpful message. */
 int sl_store_tenant_resolve(struct sl_store *st, const char *id_or_name,
                             char id_out[SL_STORE_ID_MAX], struct sl_err *err);

@@ -34,24 +34,14 @@ _Static_assert(sizeof(status_names) / sizeof(status_names[0]) == SL_RUN_TIMEOUT 
 
 const char *sl_store_run_status_name(enum sl_run_status status)
 {
-    if ((unsigned)status > SL_RUN_TIMEOUT) {
-        return "unknown";
-    }
-    return status_names[status];
+    return sl_store_enum_name(status_names, SL_RUN_TIMEOUT + 1, (unsigned)status);
 }
 
 int sl_store_run_status_parse(const char *name)
 {
-    for (size_t i = 0; name != NULL && i <= SL_RUN_TIMEOUT; i++) {
-        if (strcmp(name, status_names[i]) == 0) {
-            return (int)i;
-        }
-    }
-    return -1;
+    return sl_store_enum_parse(status_names, SL_RUN_TIMEOUT + 1, name);
 }
 
-
-/* Steps a statement that returns no rows and finalizes it. */
 /* ---- leases ---- */
 
 int sl_store_lease_acquire(struct sl_store *st, const char *name, const char *owner,
