@@ -38,23 +38,6 @@
 #define POLL_MIN_MS 50
 #define POLL_MAX_MS 1000
 
-static int oom(struct compress_chunk *k)
-{
-    return sl_err_set(k->err, SL_ENOMEM, "out of memory building SQL for tenant %s day %s",
-                      k->tenant, k->day);
-}
-
-/* Appends the WHERE of this tenant-day (and version <= v when v >= 0). */
-static int sql_where(struct compress_chunk *k, int64_t v)
-{
-    return compress_sql_where(&k->sql, k->tenant, k->from_s, k->to_s, v);
-}
-
-static int sql_table(struct compress_chunk *k, const char *table)
-{
-    return sl_ch_quote_table(&k->sql, k->c->database, table);
-}
-
 /* Raw events of the day with version <= v (all when v < 0); with min_ts non-NULL also
  * their time range, the highest version and the number of stored rows (copies included). */
 static int count_raw(struct compress_chunk *k, int64_t v, int64_t *rows, int64_t *min_ts,
@@ -66,12 +49,12 @@ static int count_raw(struct compress_chunk *k, int64_t v, int64_t *rows, int64_t
     sl_ch_buf_reset(&k->sql);
     rc = sl_ch_buf_append_str(&k->sql, "SELECT uniqExact(id), toUInt32(min(ts)), "
                                        "toUInt32(max(ts)), max(version), count() FROM ");
-    rc = rc != 0 ? rc : sql_table(k, "events");
+    rc = rc != 0 ? rc : compress_chunk_table(k, "events");
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&k->sql, " WHERE ");
-    rc = rc != 0 ? rc : sql_where(k, v);
+    rc = rc != 0 ? rc : compress_chunk_where(k, v);
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&k->sql, " FORMAT TabSeparated");
     if (rc != 0) {
-        return oom(k);
+        return compress_chunk_oom(k);
     }
     rc = compress_chunk_ints(k, "counting raw events", out, 5);
     *rows = out[0];
@@ -130,20 +113,20 @@ static int export_part(struct compress_chunk *k, int64_t part, int64_t v, int64_
     rc = sl_ch_buf_append_str(&k->sql, "SELECT ");
     rc = rc != 0 ? rc : compress_sql_column_list(&k->sql, m->columns);
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&k->sql, " FROM ");
-    rc = rc != 0 ? rc : sql_table(k, "events");
+    rc = rc != 0 ? rc : compress_chunk_table(k, "events");
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&k->sql, " WHERE ");
-    rc = rc != 0 ? rc : sql_where(k, v);
+    rc = rc != 0 ? rc : compress_chunk_where(k, v);
     if (has_copies) {
         rc = rc != 0 ? rc : sl_ch_buf_append_str(&k->sql, " AND (id, version) IN (SELECT id, "
                                                         "max(version) FROM ");
-        rc = rc != 0 ? rc : sql_table(k, "events");
+        rc = rc != 0 ? rc : compress_chunk_table(k, "events");
         rc = rc != 0 ? rc : sl_ch_buf_append_str(&k->sql, " WHERE ");
-        rc = rc != 0 ? rc : sql_where(k, v);
+        rc = rc != 0 ? rc : compress_chunk_where(k, v);
         rc = rc != 0 ? rc : sl_ch_buf_append_str(&k->sql, " GROUP BY id) LIMIT 1 BY id");
     }
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&k->sql, " FORMAT JSONEachRow");
     if (rc != 0) {
-        return oom(k);
+        return compress_chunk_oom(k);
     }
     rc = compress_cold_writer_open(&sink.w, k->dir, part, k->c->zstd_level, k->err);
     if (rc != 0) {
@@ -204,11 +187,11 @@ static int delete_part(struct compress_chunk *k, const struct compress_manifest 
 
     sl_ch_buf_reset(&k->sql);
     rc = sl_ch_buf_append_str(&k->sql, "ALTER TABLE ");
-    rc = rc != 0 ? rc : sql_table(k, "events");
+    rc = rc != 0 ? rc : compress_chunk_table(k, "events");
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&k->sql, " DELETE WHERE ");
-    rc = rc != 0 ? rc : sql_where(k, m->max_version);
+    rc = rc != 0 ? rc : compress_chunk_where(k, m->max_version);
     if (rc != 0) {
-        return oom(k);
+        return compress_chunk_oom(k);
     }
     rc = compress_chunk_exec(k, "deleting raw events");
     if (rc != 0) {
@@ -218,12 +201,12 @@ static int delete_part(struct compress_chunk *k, const struct compress_manifest 
     for (;;) {
         sl_ch_buf_reset(&k->sql);
         rc = sl_ch_buf_append_str(&k->sql, "SELECT count() FROM ");
-        rc = rc != 0 ? rc : sql_table(k, "events");
+        rc = rc != 0 ? rc : compress_chunk_table(k, "events");
         rc = rc != 0 ? rc : sl_ch_buf_append_str(&k->sql, " WHERE ");
-        rc = rc != 0 ? rc : sql_where(k, m->max_version);
+        rc = rc != 0 ? rc : compress_chunk_where(k, m->max_version);
         rc = rc != 0 ? rc : sl_ch_buf_append_str(&k->sql, " FORMAT TabSeparated");
         if (rc != 0) {
-            return oom(k);
+            return compress_chunk_oom(k);
         }
         rc = compress_chunk_ints(k, "waiting for the delete", &left, 1);
         if (rc != 0 || left == 0) {

@@ -102,6 +102,15 @@ int compress_chunk_ints(struct compress_chunk *k, const char *step, int64_t *out
 /* Runs k->sql for no result (sl_ch_exec); err says tenant, day and step. */
 int compress_chunk_exec(struct compress_chunk *k, const char *step);
 
+/* Appends to k->sql the WHERE of k's tenant-day (and version <= v when v >= 0). */
+int compress_chunk_where(struct compress_chunk *k, int64_t v);
+
+/* Appends to k->sql the quoted name of table in the job's database. */
+int compress_chunk_table(struct compress_chunk *k, const char *table);
+
+/* SL_ENOMEM into k->err: building k's SQL ran out of memory (names tenant and day). */
+int compress_chunk_oom(struct compress_chunk *k);
+
 /* Runs sql and parses its TabSeparated answer's first row as up to n integers into out
  * (missing ones 0). SL_ESERVER etc. as sl_ch_query; SL_EINVAL for an answer that is not
  * numbers. */

@@ -34,23 +34,6 @@ static const struct rollup rollups[] = {
     {"events_daily", "day", "toDate(ts)"},
 };
 
-static int oom(struct compress_chunk *k)
-{
-    return sl_err_set(k->err, SL_ENOMEM, "out of memory building SQL for tenant %s day %s",
-                      k->tenant, k->day);
-}
-
-/* Appends the WHERE of this tenant-day (and version <= v when v >= 0). */
-static int sql_where(struct compress_chunk *k, int64_t v)
-{
-    return compress_sql_where(&k->sql, k->tenant, k->from_s, k->to_s, v);
-}
-
-static int sql_table(struct compress_chunk *k, const char *table)
-{
-    return sl_ch_quote_table(&k->sql, k->c->database, table);
-}
-
 /* Events in the rollup for the day (merged per hour/day) and raw events (version <= v)
  * missing from it. */
 static int rollup_check(struct compress_chunk *k, const struct rollup *r, int64_t v, int64_t *total,
@@ -65,7 +48,7 @@ static int rollup_check(struct compress_chunk *k, const struct rollup *r, int64_
                            "AS r, uniqExactMerge(s) AS u FROM (SELECT %s AS t, events AS s, "
                            "toUInt8(0) AS src FROM ",
                            r->time_col);
-    rc = rc != 0 ? rc : sql_table(k, r->table);
+    rc = rc != 0 ? rc : compress_chunk_table(k, r->table);
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&k->sql, " WHERE tenant_id = ");
     rc = rc != 0 ? rc : sl_ch_quote(&k->sql, k->tenant, strlen(k->tenant));
     if (rc == 0 && strcmp(r->time_col, "day") == 0) {
@@ -81,13 +64,13 @@ static int rollup_check(struct compress_chunk *k, const struct rollup *r, int64_
     rc = rc != 0 ? rc : sl_ch_buf_appendf(&k->sql, " UNION ALL SELECT %s AS t, "
                                                    "uniqExactState(id) AS s, toUInt8(1) AS src "
                                                    "FROM ", r->time_expr);
-    rc = rc != 0 ? rc : sql_table(k, "events");
+    rc = rc != 0 ? rc : compress_chunk_table(k, "events");
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&k->sql, " WHERE ");
-    rc = rc != 0 ? rc : sql_where(k, v);
+    rc = rc != 0 ? rc : compress_chunk_where(k, v);
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&k->sql, " GROUP BY t) GROUP BY t) "
                                                     "FORMAT TabSeparated");
     if (rc != 0) {
-        return oom(k);
+        return compress_chunk_oom(k);
     }
     rc = compress_chunk_ints(k, "checking the rollup", out, 2);
     *total = out[0];
@@ -102,17 +85,17 @@ static int rollup_refill(struct compress_chunk *k, const struct rollup *r, int64
 
     sl_ch_buf_reset(&k->sql);
     rc = sl_ch_buf_append_str(&k->sql, "INSERT INTO ");
-    rc = rc != 0 ? rc : sql_table(k, r->table);
+    rc = rc != 0 ? rc : compress_chunk_table(k, r->table);
     rc = rc != 0 ? rc : sl_ch_buf_appendf(&k->sql, " SELECT tenant_id, %s AS %s, " ROLLUP_DIMS
                                                    ", " ROLLUP_STATES "FROM ",
                                           r->time_expr, r->time_col);
-    rc = rc != 0 ? rc : sql_table(k, "events");
+    rc = rc != 0 ? rc : compress_chunk_table(k, "events");
     rc = rc != 0 ? rc : sl_ch_buf_append_str(&k->sql, " WHERE ");
-    rc = rc != 0 ? rc : sql_where(k, v);
+    rc = rc != 0 ? rc : compress_chunk_where(k, v);
     rc = rc != 0 ? rc : sl_ch_buf_appendf(&k->sql, " GROUP BY tenant_id, %s, " ROLLUP_DIMS,
                                           r->time_col);
     if (rc != 0) {
-        return oom(k);
+        return compress_chunk_oom(k);
     }
     return compress_chunk_exec(k, "refilling a rollup");
 }

@@ -156,3 +156,19 @@ int compress_chunk_exec(struct compress_chunk *k, const char *step)
     }
     return rc;
 }
+
+int compress_chunk_where(struct compress_chunk *k, int64_t v)
+{
+    return compress_sql_where(&k->sql, k->tenant, k->from_s, k->to_s, v);
+}
+
+int compress_chunk_table(struct compress_chunk *k, const char *table)
+{
+    return sl_ch_quote_table(&k->sql, k->c->database, table);
+}
+
+int compress_chunk_oom(struct compress_chunk *k)
+{
+    return sl_err_set(k->err, SL_ENOMEM, "out of memory building SQL for tenant %s day %s",
+                      k->tenant, k->day);
+}
