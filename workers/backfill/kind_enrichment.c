@@ -39,23 +39,6 @@
 #define DATA_SETTINGS "SLUICE_GEOIP_DB, SLUICE_UA_REGEXES (and optionally SLUICE_GEOIP_ASN_DB, " \
                       "SLUICE_CRAWLER_PATTERNS)"
 
-/* Whether every configured part of the data loads (a degraded part still serves what it
- * had); else err names the first broken one. As the scheduled enrichment job checks. */
-static bool is_data_usable(struct enrich *e, struct sl_err *err)
-{
-    struct enrich_health h;
-
-    enrich_health(e, &h);
-    for (int i = 0; i < ENRICH_N_PARTS; i++) {
-        if (h.parts[i].state == ENRICH_PART_ERROR) {
-            sl_err_set(err, SL_ESTATE, "enrichment data %s (%s) does not load, so rows are not "
-                       "rewritten: %s", h.parts[i].name, h.parts[i].path, h.parts[i].error);
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Appends "`db`.events WHERE [tenant_id = '...' AND ]ts >= ... AND ts < ...". */
 static int append_slice(struct sl_ch_buf *b, const struct backfill_slice *s)
 {
@@ -235,7 +218,7 @@ int backfill_enrich_chunk(const struct backfill_slice *s, struct backfill_chunk_
                           "(sluice-scheduler for jobs, then `sluice backfill resume`; sluice "
                           "for --dry-run)");
     }
-    if (!is_data_usable(e, err)) {
+    if (enrich_rewrite_check_data(e, err) != 0) {
         return SL_ESTATE;
     }
     current = enrich_version_id(e);

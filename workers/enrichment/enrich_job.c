@@ -188,23 +188,6 @@ static bool parse_checkpoint(const char *cp, uint32_t current, char tenant[SL_ST
     return true;
 }
 
-/* Whether every configured part of the data works (a degraded part still serves the data
- * it had); else err names the first broken one. */
-static bool is_data_usable(struct enrich *e, struct sl_err *err)
-{
-    struct enrich_health h;
-
-    enrich_health(e, &h);
-    for (int i = 0; i < ENRICH_N_PARTS; i++) {
-        if (h.parts[i].state == ENRICH_PART_ERROR) {
-            sl_err_set(err, SL_ESTATE, "enrichment data %s (%s) does not load, so rows are not "
-                       "rewritten: %s", h.parts[i].name, h.parts[i].path, h.parts[i].error);
-            return false;
-        }
-    }
-    return true;
-}
-
 /*
  * Rewrites tenant w's hours that need it, after the checkpoint when it names this tenant.
  * Returns 0, SL_ECANCELED when asked to stop (between hours), or the failure.
@@ -264,9 +247,8 @@ static enum sched_outcome job_run(void *ctx, struct sched_run *run)
         sl_log_warn_ctx(COMPONENT, &log_ctx, "enrichment data not reloaded, the previous "
                         "version serves: %s", why.msg);
     }
-    if (!is_data_usable(j->enrich, &run->err)) {
-        /* Rewriting with a database that does not load would blank its columns in rows
-         * that had them; the files must be fixed first. */
+    if (enrich_rewrite_check_data(j->enrich, &run->err) != 0) {
+        /* The files must be fixed first (see enrich_rewrite_check_data). */
         return SCHED_FAILED;
     }
     current = enrich_version_id(j->enrich);

@@ -441,3 +441,18 @@ int enrich_rewrite_range(struct sl_ch *ch, struct enrich *e, const char *databas
     sl_free(w.other_cols);
     return rc;
 }
+
+int enrich_rewrite_check_data(struct enrich *e, struct sl_err *err)
+{
+    struct enrich_health h;
+
+    enrich_health(e, &h);
+    for (int i = 0; i < ENRICH_N_PARTS; i++) {
+        if (h.parts[i].state == ENRICH_PART_ERROR) {
+            return sl_err_set(err, SL_ESTATE, "enrichment data %s (%s) does not load, so rows "
+                              "are not rewritten: %s", h.parts[i].name, h.parts[i].path,
+                              h.parts[i].error);
+        }
+    }
+    return 0;
+}

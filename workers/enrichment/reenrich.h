@@ -40,6 +40,14 @@
 #define ENRICH_REWRITE_MAX_BATCH_PAIRS 100000
 
 /*
+ * Whether e's data may be used to rewrite stored rows: 0 when every configured part loads
+ * (a degraded part still serves what it had), else SL_ESTATE with err naming the first part
+ * that does not. Rewriting with a database that does not load would blank its columns in
+ * rows that had them.
+ */
+int enrich_rewrite_check_data(struct enrich *e, struct sl_err *err);
+
+/*
  * Rewrites the events of tenant_id with from_s <= ts < to_s (unix seconds) whose
  * enrichment_version is below enrich_version_id(e), as described above.
  *
