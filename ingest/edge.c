@@ -154,6 +154,26 @@ static void answer_error(struct ingest_edge *e, struct ingest_http_req *req,
                 headers);
 }
 
+/*
+ * The batch's own answer ({"accepted":N,"rejected":M,...}) with status, or 503 when
+ * rendering it runs out of memory (with oom_headers, which may be NULL).
+ */
+static void answer_batch(struct ingest_edge *e, struct ingest_http_req *req,
+                         const struct timespec *t0, unsigned int status,
+                         const struct ingest_event_batch *batch, const char *const *oom_headers)
+{
+    char *body = NULL;
+    size_t len = 0;
+
+    if (ingest_event_batch_response(batch, &body, &len) == 0) {
+        answer(e, req, t0, status, "application/json", body, len, NULL);
+    }
+    else {
+        answer_error(e, req, t0, 503, "unavailable", "out of memory", oom_headers);
+    }
+    sl_free(body);
+}
+
 /* ---- stats ---- */
 
 static void count_talker(struct ingest_edge *e, const char *tenant_id, size_t n)
@@ -420,21 +440,13 @@ static void on_durable(void *user, const struct ingest_queue_outcome *o)
 {
     struct pending *p = user;
     struct ingest_edge *e = p->e;
-    char *body = NULL;
-    size_t len = 0;
 
     if (o->status == 0) {
         atomic_fetch_add(&e->events_accepted, p->batch.n_events);
         sl_metrics_counter_add(e->m_accepted, p->batch.n_events);
         count_talker(e, p->tenant_id, p->batch.n_events);
-        if (ingest_event_batch_response(&p->batch, &body, &len) == 0) {
-            answer(e, p->req, &p->t0, 200, "application/json", body, len, NULL);
-            sl_free(body);
-        }
-        else {
-            answer_error(e, p->req, &p->t0, 503, "unavailable", "out of memory",
-                         (const char *const[]){"Retry-After: 1", NULL});
-        }
+        answer_batch(e, p->req, &p->t0, 200, &p->batch,
+                     (const char *const[]){"Retry-After: 1", NULL});
     }
     else {
         static const char *const retry[] = {"Retry-After: 5", NULL};
@@ -595,16 +607,7 @@ static void handle_ingest(struct ingest_edge *e, struct ingest_http_req *req,
     }
     count_rejections(e, &p->batch);
     if (p->batch.n_events == 0) {
-        char *resp = NULL;
-        size_t len = 0;
-
-        if (ingest_event_batch_response(&p->batch, &resp, &len) == 0) {
-            answer(e, req, t0, 422, "application/json", resp, len, NULL);
-        }
-        else {
-            answer_error(e, req, t0, 503, "unavailable", "out of memory", NULL);
-        }
-        sl_free(resp);
+        answer_batch(e, req, t0, 422, &p->batch, NULL);
         free_pending(p);
         return;
     }
@@ -622,16 +625,7 @@ static void handle_ingest(struct ingest_edge *e, struct ingest_http_req *req,
     }
     if (p->batch.n_events == 0) {
         /* Every accepted event was a bot: nothing to store. */
-        char *resp = NULL;
-        size_t len = 0;
-
-        if (ingest_event_batch_response(&p->batch, &resp, &len) == 0) {
-            answer(e, req, t0, 200, "application/json", resp, len, NULL);
-        }
-        else {
-            answer_error(e, req, t0, 503, "unavailable", "out of memory", NULL);
-        }
-        sl_free(resp);
+        answer_batch(e, req, t0, 200, &p->batch, NULL);
         free_pending(p);
         return;
     }
