@@ -12,6 +12,7 @@
 
 #include "alloc.h"
 #include "decode.h"
+#include "json.h"
 #include "log.h"
 #include "ratelimit.h"
 
@@ -374,11 +375,13 @@ static json_t *request_hints(const struct ingest_http_req *req, size_t max_bytes
  * the text. */
 static const char *event_agent(const struct ingest_event *ev, char *agent_buf, size_t cap)
 {
-    json_t *root = json_loadb(ev->json, ev->json_len, 0, NULL);
-    const char *ua = json_string_value(json_object_get(json_object_get(root, "context"),
-                                                       "user_agent"));
+    json_error_t jerr;
+    json_t *root = NULL;
+    const char *ua;
     const char *out = NULL;
 
+    sl_json_load(ev->json, ev->json_len, &root, &jerr); /* ours: it parses, or memory ran out */
+    ua = json_string_value(json_object_get(json_object_get(root, "context"), "user_agent"));
     if (ua != NULL) {
         snprintf(agent_buf, cap, "%s", ua);
         out = agent_buf;
