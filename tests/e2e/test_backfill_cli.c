@@ -50,31 +50,6 @@ static char *xasprintf(const char *fmt, ...)
     return s;
 }
 
-/* GLOBAL: pids of the schedulers a case started, written by the test's one thread, read
- * by on_abort, so a failed assertion does not leave daemons running. */
-static volatile pid_t live_pids[8];
-
-static void on_abort(int sig)
-{
-    for (size_t i = 0; i < sizeof(live_pids) / sizeof(live_pids[0]); i++) {
-        if (live_pids[i] > 0) {
-            kill(live_pids[i], SIGKILL);
-        }
-    }
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static void track_pid(pid_t pid, bool is_live)
-{
-    for (size_t i = 0; i < sizeof(live_pids) / sizeof(live_pids[0]); i++) {
-        if (is_live ? live_pids[i] == 0 : live_pids[i] == pid) {
-            live_pids[i] = is_live ? pid : 0;
-            return;
-        }
-    }
-}
-
 struct fixture {
     char *dir;
     char *db_path;
@@ -263,7 +238,6 @@ static void sched_start(struct sched *s, const struct fixture *f, const char *id
     }
     s->env[s->n_env] = NULL;
     test_daemon_start(&s->d, bin, NULL, s->dir, s->env);
-    track_pid(s->d.pid, true);
     test_daemon_wait_started(&s->d, "scheduler", START_TIMEOUT_MS);
     free(bin);
 }
@@ -277,7 +251,6 @@ static void sched_kill(struct sched *s)
 
 static void sched_fini(struct sched *s)
 {
-    track_pid(s->d.pid, false);
     test_daemon_fini(&s->d);
     for (size_t i = 0; i < s->n_env; i++) {
         free(s->env[i]);
@@ -659,6 +632,5 @@ int main(int argc, char **argv)
         {NULL, NULL},
     };
 
-    signal(SIGABRT, on_abort);
     return test_main(argc, argv, cases);
 }
