@@ -33,23 +33,6 @@
 #define RUN_TIMEOUT_MS 45000
 #define N_EVENTS 4800 /* 200 per hour of DAY1 */
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *xasprintf(const char *fmt, ...)
-{
-    char *s = NULL;
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        TEST_FAIL("vasprintf failed");
-    }
-    return s;
-}
-
 struct fixture {
     char *dir;
     char *db_path;
@@ -223,18 +206,18 @@ static void sched_start(struct sched *s, const struct fixture *f, const char *id
     memset(s, 0, sizeof(*s));
     s->dir = test_path(f->dir, id);
     ASSERT_EQ_INT(mkdir(s->dir, 0755), 0);
-    s->env[s->n_env++] = xasprintf("SLUICE_DB=%s", f->db_path);
-    s->env[s->n_env++] = xasprintf("SLUICE_SCHEDULER_HTTP_ADDR=127.0.0.1:%d", test_free_port());
-    s->env[s->n_env++] = xasprintf("SLUICE_SCHEDULER_ID=%s", id);
-    s->env[s->n_env++] = xasprintf("SLUICE_SCHEDULER_LEASE_TTL_S=%d", TTL_S);
-    s->env[s->n_env++] = xasprintf("SLUICE_CLICKHOUSE_URL=%s", url != NULL ? url : f->url);
-    s->env[s->n_env++] = xasprintf("SLUICE_CLICKHOUSE_DATABASE=%s", f->ch_db);
-    s->env[s->n_env++] = xasprintf("SLUICE_CLICKHOUSE_MAX_RETRIES=0");
-    s->env[s->n_env++] = xasprintf("SLUICE_JOB_BACKFILL_SCHEDULE=@every 1s");
-    s->env[s->n_env++] = xasprintf("SLUICE_JOB_BACKFILL_MAX_ROWS_PER_S=%d", max_rows_per_s);
-    s->env[s->n_env++] = xasprintf("SLUICE_LOG_LEVEL=info");
+    s->env[s->n_env++] = test_asprintf("SLUICE_DB=%s", f->db_path);
+    s->env[s->n_env++] = test_asprintf("SLUICE_SCHEDULER_HTTP_ADDR=127.0.0.1:%d", test_free_port());
+    s->env[s->n_env++] = test_asprintf("SLUICE_SCHEDULER_ID=%s", id);
+    s->env[s->n_env++] = test_asprintf("SLUICE_SCHEDULER_LEASE_TTL_S=%d", TTL_S);
+    s->env[s->n_env++] = test_asprintf("SLUICE_CLICKHOUSE_URL=%s", url != NULL ? url : f->url);
+    s->env[s->n_env++] = test_asprintf("SLUICE_CLICKHOUSE_DATABASE=%s", f->ch_db);
+    s->env[s->n_env++] = test_asprintf("SLUICE_CLICKHOUSE_MAX_RETRIES=0");
+    s->env[s->n_env++] = test_asprintf("SLUICE_JOB_BACKFILL_SCHEDULE=@every 1s");
+    s->env[s->n_env++] = test_asprintf("SLUICE_JOB_BACKFILL_MAX_ROWS_PER_S=%d", max_rows_per_s);
+    s->env[s->n_env++] = test_asprintf("SLUICE_LOG_LEVEL=info");
     for (size_t i = 0; i < sizeof(off) / sizeof(off[0]); i++) {
-        s->env[s->n_env++] = xasprintf("SLUICE_JOB_%s_ENABLED=false", off[i]);
+        s->env[s->n_env++] = test_asprintf("SLUICE_JOB_%s_ENABLED=false", off[i]);
     }
     s->env[s->n_env] = NULL;
     test_daemon_start(&s->d, bin, NULL, s->dir, s->env);
@@ -266,8 +249,8 @@ static void cli(struct test_proc *p, const struct fixture *f, ...)
     va_list ap;
     size_t n = 0;
 
-    env[0] = xasprintf("SLUICE_CLICKHOUSE_URL=%s", f->url);
-    env[1] = xasprintf("SLUICE_CLICKHOUSE_DATABASE=%s", f->ch_db);
+    env[0] = test_asprintf("SLUICE_CLICKHOUSE_URL=%s", f->url);
+    env[1] = test_asprintf("SLUICE_CLICKHOUSE_DATABASE=%s", f->ch_db);
     env[2] = NULL;
     argv[n++] = test_bin("sluice");
     argv[n++] = "--db";
@@ -545,7 +528,7 @@ static void test_backfill_cli_failed_chunk_then_resume(void)
     fixture_open(&f, "fail");
     id = start_job(&f);
     snprintf(id_text, sizeof(id_text), "%lld", (long long)id);
-    dead_url = xasprintf("http://127.0.0.1:%d", test_free_port());
+    dead_url = test_asprintf("http://127.0.0.1:%d", test_free_port());
     sched_start(&a, &f, "alpha", dead_url, 0);
     j = wait_job(&f, id, SL_BACKFILL_FAILED, 0);
     ASSERT_EQ_INT(j.error_chunk_s, DAY1);

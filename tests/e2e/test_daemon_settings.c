@@ -40,23 +40,6 @@ static const struct daemon scheduler = {"sluice-scheduler", "SLUICE_SCHEDULER_HT
 
 /* ---- helpers ---- */
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *xasprintf(const char *fmt, ...)
-{
-    char *s = NULL;
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        TEST_FAIL("vasprintf failed");
-    }
-    return s;
-}
-
 static char *write_file(const char *dir, const char *name, const char *text)
 {
     char *path = test_path(dir, name);
@@ -83,7 +66,7 @@ static char *free_addr(void)
     sa.sin_port = 0;
     ASSERT_EQ_INT(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     ASSERT_EQ_INT(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    addr = xasprintf("127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    addr = test_asprintf("127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
     close(fd);
     return addr;
 }
@@ -122,8 +105,8 @@ static void assert_usage_error(const struct test_proc *p, const char *const *par
 static void check_bad_env(const struct daemon *d, const char *key, const char *value,
                           const char *why)
 {
-    char *entry = xasprintf("%s=%s", key, value);
-    char *want = xasprintf("%s: error: bad setting: environment: %s: %s", d->bin, key, why);
+    char *entry = test_asprintf("%s=%s", key, value);
+    char *want = test_asprintf("%s: error: bad setting: environment: %s: %s", d->bin, key, why);
     char *env[] = {entry, NULL};
     const char *parts[] = {want, NULL};
     struct test_proc p;
@@ -159,15 +142,16 @@ static void check_bad_config_file(const struct daemon *d)
 {
     char *dir = test_tmpdir();
     char *unknown = write_file(dir, "unknown.conf", "# settings\nSLUICE_NO_SUCH_SETTING=1\n");
-    char *badval = xasprintf("SLUICE_LOG_LEVEL=info\n\n%s=localhost:0\n", d->addr_key);
+    char *badval = test_asprintf("SLUICE_LOG_LEVEL=info\n\n%s=localhost:0\n", d->addr_key);
     char *bad = write_file(dir, "bad.conf", badval);
     char *noeq = write_file(dir, "noeq.conf", "SLUICE_LOG_LEVEL info\n");
     char *missing = test_path(dir, "missing.conf");
-    char *want_unknown = xasprintf("%s line 2: unknown setting SLUICE_NO_SUCH_SETTING", unknown);
-    char *want_bad = xasprintf("%s line 3: %s: 'localhost:0' has no valid port", bad,
-                               d->addr_key);
-    char *want_noeq = xasprintf("%s line 1: expected KEY=VALUE", noeq);
-    char *want_missing = xasprintf("%s: cannot open", missing);
+    char *want_unknown = test_asprintf("%s line 2: unknown setting SLUICE_NO_SUCH_SETTING",
+                                       unknown);
+    char *want_bad = test_asprintf("%s line 3: %s: 'localhost:0' has no valid port", bad,
+                                   d->addr_key);
+    char *want_noeq = test_asprintf("%s line 1: expected KEY=VALUE", noeq);
+    char *want_missing = test_asprintf("%s: cannot open", missing);
     const char *args_unknown[] = {"--config", unknown, NULL};
     const char *args_bad[] = {"--config", bad, NULL};
     const char *args_noeq[] = {"--print-config", "--config", noeq, NULL};
@@ -224,7 +208,7 @@ static void check_arguments(const struct daemon *d)
     const char *parts_unknown[] = {"unknown argument '--bogus'", NULL};
     const char *parts_stray[] = {"unknown argument 'run'", NULL};
     const char *parts_no_file[] = {"--config needs a file name", NULL};
-    char *usage = xasprintf("usage: %s", d->bin);
+    char *usage = test_asprintf("usage: %s", d->bin);
     struct test_proc p;
 
     run_daemon(&p, d, help, NULL);
@@ -262,7 +246,7 @@ static void test_scheduler_arguments(void)
 static bool daemon_knows(const struct daemon *d, const char *key)
 {
     const char *args[] = {"--help-config", NULL};
-    char *want = xasprintf("`%s`", key);
+    char *want = test_asprintf("`%s`", key);
     struct test_proc p;
     bool knows;
 
@@ -278,10 +262,10 @@ static bool daemon_knows(const struct daemon *d, const char *key)
 static void check_print_config(const struct daemon *d)
 {
     char *dir = test_tmpdir();
-    char *file_text = xasprintf("%s=127.0.0.1:1111\nSLUICE_LOG_LEVEL=warn\n", d->addr_key);
+    char *file_text = test_asprintf("%s=127.0.0.1:1111\nSLUICE_LOG_LEVEL=warn\n", d->addr_key);
     char *conf = write_file(dir, "print.conf", file_text);
-    char *env_addr = xasprintf("%s=127.0.0.1:2222", d->addr_key);
-    char *want_addr = xasprintf("\n%s=127.0.0.1:2222\n", d->addr_key);
+    char *env_addr = test_asprintf("%s=127.0.0.1:2222", d->addr_key);
+    char *want_addr = test_asprintf("\n%s=127.0.0.1:2222\n", d->addr_key);
     char *env[] = {env_addr, "SLUICE_CLICKHOUSE_PASSWORD=s3cret-pw", NULL};
     const char *args[] = {"--config", conf, "--print-config", NULL};
     const char *args_env_only[] = {"--print-config", NULL};
@@ -338,11 +322,11 @@ static void check_start_and_sigterm(const struct daemon *d)
     char *dir = test_tmpdir();
     char *bin = test_bin(d->bin);
     char *addr = free_addr();
-    char *env_addr = xasprintf("%s=%s", d->addr_key, addr);
-    char *env_db = xasprintf("SLUICE_DB=%s/sluice.db", dir);
-    char *env_spool = xasprintf("SLUICE_SPOOL_DIR=%s/spool", dir);
+    char *env_addr = test_asprintf("%s=%s", d->addr_key, addr);
+    char *env_db = test_asprintf("SLUICE_DB=%s/sluice.db", dir);
+    char *env_spool = test_asprintf("SLUICE_SPOOL_DIR=%s/spool", dir);
     char *env[] = {env_addr, env_db, env_spool, "SLUICE_LOG_LEVEL=info", NULL};
-    char *want_addr = xasprintf("http %s", addr);
+    char *want_addr = test_asprintf("http %s", addr);
     const char *started[] = {d->bin, "started", want_addr, NULL};
     const char *received[] = {"SIGTERM", NULL};
     const char *stopped[] = {"stopped", NULL};

@@ -33,23 +33,6 @@ extern char **environ;
 
 /* ---- helpers ---- */
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *xasprintf(const char *fmt, ...)
-{
-    char *s = NULL;
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        TEST_FAIL("vasprintf failed");
-    }
-    return s;
-}
-
 /* A shared store and trace file for the schedulers of one case. */
 struct fixture {
     char *dir;
@@ -95,23 +78,23 @@ static void sched_start(struct sched *s, const struct fixture *f, const char *id
     memset(s, 0, sizeof(*s));
     s->dir = test_path(f->dir, id);
     ASSERT_EQ_INT(mkdir(s->dir, 0755), 0);
-    s->id = xasprintf("%s", id);
+    s->id = test_asprintf("%s", id);
     s->port = test_free_port();
-    s->env[s->n_env++] = xasprintf("SLUICE_DB=%s", f->db);
-    s->env[s->n_env++] = xasprintf("SLUICE_SCHEDULER_HTTP_ADDR=127.0.0.1:%d", s->port);
-    s->env[s->n_env++] = xasprintf("SLUICE_SCHEDULER_ID=%s", id);
-    s->env[s->n_env++] = xasprintf("SLUICE_SCHEDULER_LEASE_TTL_S=%d", TTL_S);
-    s->env[s->n_env++] = xasprintf("SLUICE_SCHEDULER_TEST_JOBS=1");
-    s->env[s->n_env++] = xasprintf("SLUICE_JOB_TEST_SLEEP_TRACE_FILE=%s", f->trace);
-    s->env[s->n_env++] = xasprintf("SLUICE_LOG_LEVEL=info");
+    s->env[s->n_env++] = test_asprintf("SLUICE_DB=%s", f->db);
+    s->env[s->n_env++] = test_asprintf("SLUICE_SCHEDULER_HTTP_ADDR=127.0.0.1:%d", s->port);
+    s->env[s->n_env++] = test_asprintf("SLUICE_SCHEDULER_ID=%s", id);
+    s->env[s->n_env++] = test_asprintf("SLUICE_SCHEDULER_LEASE_TTL_S=%d", TTL_S);
+    s->env[s->n_env++] = test_asprintf("SLUICE_SCHEDULER_TEST_JOBS=1");
+    s->env[s->n_env++] = test_asprintf("SLUICE_JOB_TEST_SLEEP_TRACE_FILE=%s", f->trace);
+    s->env[s->n_env++] = test_asprintf("SLUICE_LOG_LEVEL=info");
     /* The product's jobs are off: these cases watch the scheduler run test_sleep and
      * store_maintenance, and count every run in the store. */
     for (size_t i = 0; i < sizeof(product_jobs) / sizeof(product_jobs[0]); i++) {
-        s->env[s->n_env++] = xasprintf("SLUICE_JOB_%s_ENABLED=false", product_jobs[i]);
+        s->env[s->n_env++] = test_asprintf("SLUICE_JOB_%s_ENABLED=false", product_jobs[i]);
     }
     for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
         ASSERT_TRUE(s->n_env < sizeof(s->env) / sizeof(s->env[0]) - 1);
-        s->env[s->n_env++] = xasprintf("%s", extra[i]);
+        s->env[s->n_env++] = test_asprintf("%s", extra[i]);
     }
     s->env[s->n_env] = NULL;
     test_daemon_start(&s->d, bin, NULL, s->dir, s->env);
@@ -379,7 +362,7 @@ static void check_store_once(const struct fixture *f)
 static void cli(struct test_proc *p, const struct fixture *f, ...)
 {
     char *argv[16];
-    char *env_db = xasprintf("SLUICE_DB=%s", f->db);
+    char *env_db = test_asprintf("SLUICE_DB=%s", f->db);
     char *env[] = {env_db, NULL};
     va_list ap;
     size_t n = 0;
@@ -435,7 +418,7 @@ static void test_scheduler_bad_schedule_exits_2(void)
     fixture_init(&f);
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         char *bin = test_bin("sluice-scheduler");
-        char *env_db = xasprintf("SLUICE_DB=%s", f.db);
+        char *env_db = test_asprintf("SLUICE_DB=%s", f.db);
         char *argv[] = {bin, NULL};
         char *env[] = {env_db, (char *)cases[c].setting, "SLUICE_SCHEDULER_TEST_JOBS=1",
                        "SLUICE_SCHEDULER_HTTP_ADDR=127.0.0.1:1", NULL};

@@ -91,21 +91,6 @@ static void live_remove(pid_t pid)
     }
 }
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0) {
-        TEST_FAIL("vasprintf");
-    }
-    va_end(ap);
-    return s;
-}
-
 /* ---- the fixture: tenant store, names, ClickHouse client ---- */
 
 struct fixture {
@@ -221,8 +206,8 @@ static void fixture_init(struct fixture *f, const char *name, bool with_kafka)
     sl_store_close(st);
     memcpy(f->tenant_id, t.id, sizeof(f->tenant_id));
     /* The test's own ClickHouse client, from the same settings table the daemons use. */
-    env_url = xasprintf("SLUICE_CLICKHOUSE_URL=%s", ch_url);
-    env_db = xasprintf("SLUICE_CLICKHOUSE_DATABASE=%s", f->database);
+    env_url = test_asprintf("SLUICE_CLICKHOUSE_URL=%s", ch_url);
+    env_db = test_asprintf("SLUICE_CLICKHOUSE_DATABASE=%s", f->database);
     {
         char *env[] = {env_url, env_db, NULL};
         struct sl_cfg_section sec = SL_CFG_SECTION("clickhouse", sl_ch_cfg_opts,
@@ -326,23 +311,23 @@ static void ingestd_start(struct ingestd *x, struct fixture *f, const char *spoo
     x->dir = test_path(f->dir, name);
     ASSERT_EQ_INT(mkdir(x->dir, 0700), 0);
     x->port = test_free_port();
-    ingestd_env(x, xasprintf("SLUICE_DB=%s", f->store));
-    ingestd_env(x, xasprintf("SLUICE_SPOOL_DIR=%s", spool_dir));
-    ingestd_env(x, xasprintf("SLUICE_HTTP_ADDR=127.0.0.1:%d", x->port));
-    ingestd_env(x, xasprintf("SLUICE_LOG_LEVEL=info"));
-    ingestd_env(x, xasprintf("SLUICE_CLICKHOUSE_URL=%s", f->ch_url));
-    ingestd_env(x, xasprintf("SLUICE_CLICKHOUSE_DATABASE=%s", f->database));
-    ingestd_env(x, xasprintf("SLUICE_LOADER_BATCH_AGE_MS=200"));
-    ingestd_env(x, xasprintf("SLUICE_METRICS_SNAPSHOT_S=0"));
+    ingestd_env(x, test_asprintf("SLUICE_DB=%s", f->store));
+    ingestd_env(x, test_asprintf("SLUICE_SPOOL_DIR=%s", spool_dir));
+    ingestd_env(x, test_asprintf("SLUICE_HTTP_ADDR=127.0.0.1:%d", x->port));
+    ingestd_env(x, test_asprintf("SLUICE_LOG_LEVEL=info"));
+    ingestd_env(x, test_asprintf("SLUICE_CLICKHOUSE_URL=%s", f->ch_url));
+    ingestd_env(x, test_asprintf("SLUICE_CLICKHOUSE_DATABASE=%s", f->database));
+    ingestd_env(x, test_asprintf("SLUICE_LOADER_BATCH_AGE_MS=200"));
+    ingestd_env(x, test_asprintf("SLUICE_METRICS_SNAPSHOT_S=0"));
     if (f->brokers != NULL) {
-        ingestd_env(x, xasprintf("SLUICE_KAFKA_BROKERS=%s", f->brokers));
-        ingestd_env(x, xasprintf("SLUICE_KAFKA_TOPIC=%s", f->topic));
-        ingestd_env(x, xasprintf("SLUICE_KAFKA_DLQ_TOPIC=%s", f->dlq_topic));
-        ingestd_env(x, xasprintf("SLUICE_LOADER_GROUP_ID=%s", f->group));
-        ingestd_env(x, xasprintf("SLUICE_LOADER_SESSION_TIMEOUT_MS=6000"));
+        ingestd_env(x, test_asprintf("SLUICE_KAFKA_BROKERS=%s", f->brokers));
+        ingestd_env(x, test_asprintf("SLUICE_KAFKA_TOPIC=%s", f->topic));
+        ingestd_env(x, test_asprintf("SLUICE_KAFKA_DLQ_TOPIC=%s", f->dlq_topic));
+        ingestd_env(x, test_asprintf("SLUICE_LOADER_GROUP_ID=%s", f->group));
+        ingestd_env(x, test_asprintf("SLUICE_LOADER_SESSION_TIMEOUT_MS=6000"));
     }
     for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
-        ingestd_env(x, xasprintf("%s", extra[i])); /* later entries win in setenv order */
+        ingestd_env(x, test_asprintf("%s", extra[i])); /* later entries win in setenv order */
     }
     x->env[x->n_env] = NULL;
     test_daemon_start(&x->d, bin, NULL, x->dir, x->env);
@@ -656,11 +641,12 @@ static char *normalized(struct fixture *f, long idx, const char *name)
     event_id(f, idx, id);
     gmtime_r(&t, &tm);
     strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%S.000Z", &tm);
-    return xasprintf("{\"schema_version\":1,\"id\":\"%s\",\"tenant_id\":\"%s\",\"type\":\"custom\","
-                     "\"name\":\"%s\",\"ts\":\"%s\",\"received_at\":\"%s\",\"session_id\":null,"
-                     "\"anonymous_id\":null,\"user_id\":null,\"properties\":{},"
-                     "\"context\":{\"user_agent\":null,\"ip\":null},\"flags\":[]}",
-                     id, f->tenant_id, name, now, now);
+    return test_asprintf("{\"schema_version\":1,\"id\":\"%s\",\"tenant_id\":\"%s\","
+                         "\"type\":\"custom\","
+                         "\"name\":\"%s\",\"ts\":\"%s\",\"received_at\":\"%s\",\"session_id\":null,"
+                         "\"anonymous_id\":null,\"user_id\":null,\"properties\":{},"
+                         "\"context\":{\"user_agent\":null,\"ip\":null},\"flags\":[]}",
+                         id, f->tenant_id, name, now, now);
 }
 
 /* ---- sluice dlq ---- */
@@ -683,12 +669,12 @@ static json_t *sluice_dlq(struct fixture *f, const char *spool_dir, const char *
         argv[n++] = (char *)args[i];
     }
     argv[n] = NULL;
-    env[ne++] = xasprintf("SLUICE_KAFKA_BROKERS=%s", f->brokers != NULL ? f->brokers : "");
-    env[ne++] = xasprintf("SLUICE_KAFKA_DLQ_TOPIC=%s", f->dlq_topic);
-    env[ne++] = xasprintf("SLUICE_SPOOL_DIR=%s", spool_dir != NULL ? spool_dir : f->dir);
-    env[ne++] = xasprintf("SLUICE_CLICKHOUSE_URL=%s", f->ch_url);
-    env[ne++] = xasprintf("SLUICE_CLICKHOUSE_DATABASE=%s", f->database);
-    env[ne++] = xasprintf("SLUICE_LOG_LEVEL=warn");
+    env[ne++] = test_asprintf("SLUICE_KAFKA_BROKERS=%s", f->brokers != NULL ? f->brokers : "");
+    env[ne++] = test_asprintf("SLUICE_KAFKA_DLQ_TOPIC=%s", f->dlq_topic);
+    env[ne++] = test_asprintf("SLUICE_SPOOL_DIR=%s", spool_dir != NULL ? spool_dir : f->dir);
+    env[ne++] = test_asprintf("SLUICE_CLICKHOUSE_URL=%s", f->ch_url);
+    env[ne++] = test_asprintf("SLUICE_CLICKHOUSE_DATABASE=%s", f->database);
+    env[ne++] = test_asprintf("SLUICE_LOG_LEVEL=warn");
     env[ne] = NULL;
     test_proc_run(&p, argv, env, NULL);
     if (p.status != want_status) {
@@ -733,7 +719,7 @@ static void test_loader_roles_setting(void)
     ASSERT_TRUE(ingest_loader_roles_has(s.roles, "loader"));
     sl_cfg_fini(&sec, 1);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        char *kv = xasprintf("SLUICE_INGEST_ROLES=%s", bad[i]);
+        char *kv = test_asprintf("SLUICE_INGEST_ROLES=%s", bad[i]);
 
         memset(&s, 0, sizeof(s));
         ASSERT_EQ_INT(sl_cfg_load(&sec, 1, NULL, (char *[]){kv, NULL}, &err), SL_EINVAL);
@@ -1087,7 +1073,7 @@ static int clickhouse_port(const char *dir)
 static void clickhouse_script(const char *verb, const char *dir)
 {
     const char *src = getenv("SLUICE_SOURCE_DIR");
-    char *script = xasprintf("%s/scripts/clickhouse.sh", src != NULL ? src : ".");
+    char *script = test_asprintf("%s/scripts/clickhouse.sh", src != NULL ? src : ".");
     char *argv[] = {"bash", script, (char *)verb, (char *)dir, NULL};
     char *bash = "/bin/bash";
     struct test_proc p;
@@ -1342,8 +1328,8 @@ static void test_loader_spool_embedded_end_to_end(void)
 
     fixture_init(&f, "spool", false);
     spool = test_path(f.dir, "spool");
-    dead_file = xasprintf("%s/dead-letters/dead-letters.jsonl", spool);
-    replayed_file = xasprintf("%s/dead-letters/replayed.jsonl", spool);
+    dead_file = test_asprintf("%s/dead-letters/dead-letters.jsonl", spool);
+    replayed_file = test_asprintf("%s/dead-letters/replayed.jsonl", spool);
     ingestd_start(&x, &f, spool, NULL);
     wait_schema(&f);
     test_ch_exec(f.ch, "ALTER TABLE %s.events ADD COLUMN reject_poison UInt8 MATERIALIZED "

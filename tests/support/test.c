@@ -6,6 +6,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -207,4 +208,19 @@ void test_proc_fini(struct test_proc *p)
     free(p->err);
     p->out = NULL;
     p->err = NULL;
+}
+
+char *test_asprintf(const char *fmt, ...)
+{
+    char *s = NULL;
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        TEST_FAIL("vasprintf failed");
+    }
+    return s;
 }

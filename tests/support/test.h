@@ -102,6 +102,9 @@ void test_rmtree(const char *path);
 /* Returns "dir/name" (caller frees). */
 char *test_path(const char *dir, const char *name);
 
+/* Returns printf output as new text (caller frees); fails the test when memory runs out. */
+char *test_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /*
  * Returns getenv(name). When it is unset or empty the case cannot run: the test exits with
  * TEST_SKIP_CODE, unless SLUICE_TEST_REQUIRE_STACK=1 (the suite's script sets it), when a
