@@ -22,6 +22,7 @@
 
 #include "alloc.h"
 #include "ch.h"
+#include "chquery.h"
 #include "daemon.h"
 #include "metrics.h"
 #include "retention.h"
@@ -69,24 +70,7 @@ static void exec_ok(struct sl_ch *ch, const char *sql)
 /* Runs sql (with every "{db}" replaced) and returns its body (sl_free). */
 static char *query_db(struct fixture *f, const char *sql)
 {
-    struct sl_ch_buf text;
-    struct sl_ch_result res = {0};
-    struct sl_err err;
-    const char *p = sql;
-    const char *mark;
-
-    sl_ch_buf_init(&text, 1 << 20);
-    while ((mark = strstr(p, "{db}")) != NULL) {
-        ASSERT_OK(sl_ch_buf_append(&text, p, (size_t)(mark - p)), NULL);
-        ASSERT_OK(sl_ch_buf_append_str(&text, f->db), NULL);
-        p = mark + 4;
-    }
-    ASSERT_OK(sl_ch_buf_append_str(&text, p), NULL);
-    if (sl_ch_query(f->ch, text.data, &res, &err) != 0) {
-        TEST_FAIL("%s: %s", text.data, err.msg);
-    }
-    sl_ch_buf_fini(&text);
-    return res.body;
+    return test_ch_query_db(f->ch, f->db, sql);
 }
 
 static int64_t query_int(struct fixture *f, const char *sql)

@@ -14,6 +14,7 @@
 
 #include "alloc.h"
 #include "ch.h"
+#include "chquery.h"
 #include "rows.h"
 #include "schema.h"
 #include "test.h"
@@ -107,24 +108,7 @@ static void fixture_close(struct fixture *f)
  * frees with sl_free). */
 static char *query_db(struct fixture *f, const char *sql)
 {
-    struct sl_ch_buf text;
-    struct sl_ch_result res = {0};
-    struct sl_err err;
-    const char *p = sql;
-    const char *mark;
-
-    sl_ch_buf_init(&text, 1 << 20);
-    while ((mark = strstr(p, "{db}")) != NULL) {
-        ASSERT_OK(sl_ch_buf_append(&text, p, (size_t)(mark - p)), NULL);
-        ASSERT_OK(sl_ch_buf_append_str(&text, f->db), NULL);
-        p = mark + 4;
-    }
-    ASSERT_OK(sl_ch_buf_append_str(&text, p), NULL);
-    if (sl_ch_query(f->ch, text.data, &res, &err) != 0) {
-        TEST_FAIL("%s: %s", text.data, err.msg);
-    }
-    sl_ch_buf_fini(&text);
-    return res.body;
+    return test_ch_query_db(f->ch, f->db, sql);
 }
 
 /* Asserts that sql's TabSeparated answer is want. */

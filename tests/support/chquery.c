@@ -63,3 +63,25 @@ void test_ch_exec(struct sl_ch *ch, const char *fmt, ...)
     va_end(ap);
     ASSERT_OK(sl_ch_exec(ch, sql, &err), &err);
 }
+
+char *test_ch_query_db(struct sl_ch *ch, const char *db, const char *sql)
+{
+    struct sl_ch_buf text;
+    struct sl_ch_result res = {0};
+    struct sl_err err;
+    const char *p = sql;
+    const char *mark;
+
+    sl_ch_buf_init(&text, 1 << 20);
+    while ((mark = strstr(p, "{db}")) != NULL) {
+        ASSERT_OK(sl_ch_buf_append(&text, p, (size_t)(mark - p)), NULL);
+        ASSERT_OK(sl_ch_buf_append_str(&text, db), NULL);
+        p = mark + 4;
+    }
+    ASSERT_OK(sl_ch_buf_append_str(&text, p), NULL);
+    if (sl_ch_query(ch, text.data, &res, &err) != 0) {
+        TEST_FAIL("%s: %s", text.data, err.msg);
+    }
+    sl_ch_buf_fini(&text);
+    return res.body;
+}

@@ -18,6 +18,12 @@ long long test_ch_int(struct sl_ch *ch, const char *fmt, ...)
 void test_ch_line(struct sl_ch *ch, char *out, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/*
+ * Runs sql with every "{db}" replaced by db and returns the answer's body (free with
+ * sl_free); a failed query fails the test. For statements longer than the fixed buffer.
+ */
+char *test_ch_query_db(struct sl_ch *ch, const char *db, const char *sql);
+
 /* Runs a statement; a failure fails the test. */
 void test_ch_exec(struct sl_ch *ch, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
