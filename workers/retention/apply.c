@@ -75,15 +75,9 @@ static int mutation_ids(struct retention_exec *x, const struct retention_table *
     int rc;
 
     sl_ch_buf_init(&sql, 4096);
-    rc = sl_ch_buf_append_str(&sql, "SELECT mutation_id FROM system.mutations WHERE database = ");
+    rc = sl_ch_buf_append_str(&sql, "SELECT mutation_id FROM system.mutations WHERE ");
     if (rc == 0) {
-        rc = sl_ch_quote(&sql, x->database, strlen(x->database));
-    }
-    if (rc == 0) {
-        rc = sl_ch_buf_append_str(&sql, " AND table = ");
-    }
-    if (rc == 0) {
-        rc = sl_ch_quote(&sql, t->name, strlen(t->name));
+        rc = retention_sql_table_is(&sql, x->database, t);
     }
     if (rc == 0) {
         rc = sl_ch_buf_append_str(&sql, " ORDER BY mutation_id FORMAT TabSeparated");

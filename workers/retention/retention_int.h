@@ -42,6 +42,10 @@ const struct retention_table *retention_table_find(const char *name);
 int retention_sql_range(struct sl_ch_buf *b, const struct retention_table *t, int64_t from_s,
                         int64_t cutoff_s);
 
+/* Appends "database = '<database>' AND table = '<t's name>'" (system tables' filter) to b. */
+int retention_sql_table_is(struct sl_ch_buf *b, const char *database,
+                           const struct retention_table *t);
+
 /* Where a deletion runs and what it reports to. Borrowed pointers. */
 struct retention_exec {
     struct sl_ch *ch;

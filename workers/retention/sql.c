@@ -77,3 +77,20 @@ int retention_sql_range(struct sl_ch_buf *b, const struct retention_table *t, in
     }
     return rc;
 }
+
+int retention_sql_table_is(struct sl_ch_buf *b, const char *database,
+                           const struct retention_table *t)
+{
+    int rc = sl_ch_buf_append_str(b, "database = ");
+
+    if (rc == 0) {
+        rc = sl_ch_quote(b, database, strlen(database));
+    }
+    if (rc == 0) {
+        rc = sl_ch_buf_append_str(b, " AND table = ");
+    }
+    if (rc == 0) {
+        rc = sl_ch_quote(b, t->name, strlen(t->name));
+    }
+    return rc;
+}

@@ -53,18 +53,12 @@ static int unfinished(struct retention_exec *x, const struct retention_table *t,
 
     sl_ch_buf_init(&sql, 4096);
     rc = sl_ch_buf_appendf(&sql, "SELECT concat(mutation_id, ' (', toString(parts_to_do), "
-                           "' parts to do%s)') FROM system.mutations WHERE database = ",
+                           "' parts to do%s)') FROM system.mutations WHERE ",
                            x->has_fail_reason ? "', if(latest_fail_reason = '', '', "
                                                 "concat(': ', latest_fail_reason)), '"
                                               : "");
     if (rc == 0) {
-        rc = sl_ch_quote(&sql, x->database, strlen(x->database));
-    }
-    if (rc == 0) {
-        rc = sl_ch_buf_append_str(&sql, " AND table = ");
-    }
-    if (rc == 0) {
-        rc = sl_ch_quote(&sql, t->name, strlen(t->name));
+        rc = retention_sql_table_is(&sql, x->database, t);
     }
     if (rc == 0) {
         rc = sl_ch_buf_append_str(&sql, " AND is_done = 0 ORDER BY mutation_id "
