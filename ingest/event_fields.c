@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "alloc.h"
+#include "hex.h"
 #include "hints.h"
 #include "json.h"
 #include "timefmt.h"
@@ -88,20 +89,6 @@ static const struct alias ctx_aliases[] = {
 
 /* ---- UUIDs ------------------------------------------------------------------------ */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Parses the 8-4-4-4-12 form in either case into lowercase out. */
 static bool parse_uuid(const char *s, size_t len, char out[INGEST_EVENT_ID_LEN + 1])
 {
@@ -115,7 +102,7 @@ static bool parse_uuid(const char *s, size_t len, char out[INGEST_EVENT_ID_LEN +
             }
             out[i] = '-';
         }
-        else if (hex_value(s[i]) < 0) {
+        else if (sl_hex_value(s[i]) < 0) {
             return false;
         }
         else {

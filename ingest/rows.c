@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "hex.h"
 #include "json.h"
 #include "timefmt.h"
 
@@ -217,20 +218,6 @@ static int get_text(const json_t *obj, const char *key, const char *path, bool i
     return 0;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Parses a UUID in the 8-4-4-4-12 form (either case) into its 16 bytes in text order. */
 static bool parse_uuid(const char *s, size_t len, uint8_t out[16])
 {
@@ -250,8 +237,8 @@ static bool parse_uuid(const char *s, size_t len, uint8_t out[16])
             i++;
             continue;
         }
-        hi = hex_value(s[i]);
-        lo = hex_value(s[i + 1]);
+        hi = sl_hex_value(s[i]);
+        lo = sl_hex_value(s[i + 1]);
         if (hi < 0 || lo < 0) {
             return false;
         }

@@ -16,6 +16,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "err.h"
+#include "hex.h"
 #include "swar.h"
 #include "utf8.h"
 
@@ -43,21 +44,12 @@ static int hex4(const char *s, unsigned *out)
     unsigned v = 0;
 
     for (int i = 0; i < 4; i++) {
-        char c = s[i];
+        int d = sl_hex_value(s[i]);
 
-        v <<= 4;
-        if (c >= '0' && c <= '9') {
-            v |= (unsigned)(c - '0');
-        }
-        else if (c >= 'a' && c <= 'f') {
-            v |= (unsigned)(c - 'a' + 10);
-        }
-        else if (c >= 'A' && c <= 'F') {
-            v |= (unsigned)(c - 'A' + 10);
-        }
-        else {
+        if (d < 0) {
             return -1;
         }
+        v = v << 4 | (unsigned)d;
     }
     *out = v;
     return 0;
